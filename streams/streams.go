@@ -1,0 +1,166 @@
+// Package streams declares the JetStream streams and consumers herald runs
+// on, and creates or updates them idempotently so that every herald process
+// (serve, dispatch, publish) can call Ensure at start.
+//
+// Two streams carry the work:
+//
+//	HERALD_EVENTS      herald.events.<cloud>.<type>            what encoders publish (limits retention)
+//	HERALD_DELIVERIES  herald.deliveries.<cloud>.<subscription> one message per (event, subscription)
+//	                                                            (work-queue retention: gone once settled)
+//
+// The fan-out consumer reads events and writes deliveries; the deliver
+// consumer reads deliveries and makes the HTTP attempts. Both are durable
+// pull consumers that any number of dispatcher processes share.
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-webhooks/herald"
+)
+
+// Names of streams and durable consumers.
+const (
+	Events          = "HERALD_EVENTS"
+	Deliveries      = "HERALD_DELIVERIES"
+	FanoutConsumer  = "herald-fanout"
+	DeliverConsumer = "herald-deliver"
+)
+
+// Config sizes the streams. The zero value means the defaults.
+type Config struct {
+	// Replicas for streams and buckets: 1 on a single server, 3 on a cluster.
+	Replicas int
+	// EventRetention is how long published events are kept (default 7 days).
+	EventRetention time.Duration
+	// DedupeWindow is how long an event id is remembered so that the same
+	// id published again is dropped (default 2 hours).
+	DedupeWindow time.Duration
+	// MaxEventBytes caps the events stream's size on disk; publishes beyond
+	// it fail with a clear error rather than dropping old events (0 = no cap).
+	MaxEventBytes int64
+}
+
+// Validate checks cfg.
+func (c Config) Validate() error {
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("streams: replicas must be between 1 and 5, got %d", c.Replicas)
+	}
+	if c.EventRetention < 0 || c.DedupeWindow < 0 || c.MaxEventBytes < 0 {
+		return errors.New("streams: retention, dedupe window and size must not be negative")
+	}
+	if c.EventRetention > 0 && c.DedupeWindow > c.EventRetention {
+		return errors.New("streams: the dedupe window must not exceed the event retention")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.EventRetention == 0 {
+		c.EventRetention = 7 * 24 * time.Hour
+	}
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = 2 * time.Hour
+	}
+	return c
+}
+
+// EventsConfig is the events stream. Limits retention keeps events for
+// EventRetention whatever the consumers did; DiscardNew makes a full stream
+// refuse a publish (the publisher sees an error) instead of dropping the
+// oldest event silently.
+func (c Config) EventsConfig() jetstream.StreamConfig {
+	c = c.withDefaults()
+	maxBytes := c.MaxEventBytes
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	return jetstream.StreamConfig{
+		Name:        Events,
+		Description: "herald: events published by encoders",
+		Subjects:    []string{herald.EventSubjectPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      c.EventRetention,
+		MaxBytes:    maxBytes,
+		MaxMsgSize:  herald.MaxEnvelopeSize,
+		Duplicates:  c.DedupeWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+// DeliveriesConfig is the deliveries stream: one message per (event,
+// subscription), removed once its consumer acknowledges or terminates it.
+func (c Config) DeliveriesConfig() jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        Deliveries,
+		Description: "herald: one message per (event, subscription) until it is settled",
+		Subjects:    []string{herald.DeliverySubjectPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgSize:  herald.MaxEnvelopeSize + 4096,
+		Duplicates:  c.DedupeWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+// Ensure creates or updates both streams. Right after an embedded server
+// starts, JetStream may not have a meta leader yet: Ensure retries until ctx
+// ends.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	for _, sc := range []jetstream.StreamConfig{cfg.EventsConfig(), cfg.DeliveriesConfig()} {
+		err := Retry(ctx, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("streams: create %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// Check reports whether both streams exist: the readiness probe.
+func Check(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range []string{Events, Deliveries} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Retry calls fn until it succeeds, ctx ends, or 10 s pass, pausing briefly
+// between tries. It is for start-up, when a fresh server may not yet answer
+// JetStream API requests.
+func Retry(ctx context.Context, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		callCtx, callCancel := context.WithTimeout(ctx, 2*time.Second)
+		err := fn(callCtx)
+		callCancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

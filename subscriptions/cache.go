@@ -1,0 +1,199 @@
+package subscriptions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/herald-webhooks/herald"
+)
+
+// DefaultResync is how often a Cache re-reads the whole bucket. A KV watch
+// can go quiet for a while after a server restart (nats.go #1777); the
+// resync bounds how long a cache can stay stale.
+const DefaultResync = 30 * time.Second
+
+// Cache holds every subscription in memory, fed by a watch on the bucket, so
+// that matching an event costs no I/O. A change made through any Store
+// reaches every Cache within milliseconds.
+//
+// The subscriptions it hands out are shared and must not be modified.
+type Cache struct {
+	store  *Store
+	log    zerolog.Logger
+	resync time.Duration
+
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu      sync.RWMutex
+	byCloud map[string][]*herald.Subscription // each slice is replaced, never changed in place
+	total   int
+}
+
+// NewCache returns a Cache of s's bucket; it fills once Run starts.
+// resync of 0 means DefaultResync.
+func (s *Store) NewCache(log zerolog.Logger, resync time.Duration) *Cache {
+	if resync <= 0 {
+		resync = DefaultResync
+	}
+	return &Cache{
+		store:   s,
+		log:     log.With().Str("component", "subscription-cache").Logger(),
+		resync:  resync,
+		ready:   make(chan struct{}),
+		byCloud: map[string][]*herald.Subscription{},
+	}
+}
+
+// Ready is closed once the cache has loaded the whole bucket.
+func (c *Cache) Ready() <-chan struct{} { return c.ready }
+
+// Run watches the bucket until ctx ends. Each watch starts with a full
+// snapshot that replaces the cache, so a delete missed while disconnected is
+// not kept. It returns nil when ctx ends.
+func (c *Cache) Run(ctx context.Context) error {
+	for {
+		err := c.watch(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			c.log.Warn().Err(err).Msg("subscription watch interrupted; restarting")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// watch runs one watch until ctx ends, the resync period passes, or the
+// watcher breaks. It returns nil for a planned restart.
+func (c *Cache) watch(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := c.store.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+
+	snapshot := map[string][]*herald.Subscription{}
+	loaded := false
+	resync := time.NewTimer(c.resync)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-resync.C:
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch channel closed")
+			}
+			if e == nil { // end of the initial values
+				c.replace(snapshot)
+				snapshot, loaded = nil, true
+				c.readyOnce.Do(func() { close(c.ready) })
+				continue
+			}
+			if !loaded {
+				c.applyTo(snapshot, e)
+				continue
+			}
+			c.mu.Lock()
+			c.applyTo(c.byCloud, e)
+			c.total = countAll(c.byCloud)
+			c.mu.Unlock()
+		}
+	}
+}
+
+// applyTo applies one KV entry to m.
+func (c *Cache) applyTo(m map[string][]*herald.Subscription, e jetstream.KeyValueEntry) {
+	cloud, id, ok := strings.Cut(e.Key(), ".")
+	if !ok {
+		return
+	}
+	list := slices.DeleteFunc(slices.Clone(m[cloud]), func(s *herald.Subscription) bool { return s.ID == id })
+	if e.Operation() == jetstream.KeyValuePut {
+		var sub herald.Subscription
+		if err := json.Unmarshal(e.Value(), &sub); err != nil {
+			c.log.Error().Err(err).Str("key", e.Key()).Msg("undecodable subscription skipped")
+		} else {
+			list = append(list, &sub)
+		}
+	}
+	if len(list) == 0 {
+		delete(m, cloud)
+	} else {
+		m[cloud] = list
+	}
+}
+
+func (c *Cache) replace(m map[string][]*herald.Subscription) {
+	c.mu.Lock()
+	c.byCloud = m
+	c.total = countAll(m)
+	c.mu.Unlock()
+	c.log.Debug().Int("subscriptions", c.Len()).Msg("subscription cache loaded")
+}
+
+func countAll(m map[string][]*herald.Subscription) int {
+	n := 0
+	for _, l := range m {
+		n += len(l)
+	}
+	return n
+}
+
+// Len is the number of subscriptions held.
+func (c *Cache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.total
+}
+
+// Match appends to dst cloud's enabled subscriptions that want an event of
+// type typ whose data is data, and returns it.
+func (c *Cache) Match(cloud, typ string, data json.RawMessage, dst []*herald.Subscription) []*herald.Subscription {
+	c.mu.RLock()
+	list := c.byCloud[cloud]
+	c.mu.RUnlock()
+	for _, s := range list {
+		if s.Wants(typ, data) {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+// Subscription returns the current state of one subscription: from memory,
+// or from the bucket when the cache has not seen it yet (a subscription
+// created a moment ago on another node). herald.ErrNotFound means deleted.
+func (c *Cache) Subscription(ctx context.Context, cloud, id string) (*herald.Subscription, error) {
+	c.mu.RLock()
+	list := c.byCloud[cloud]
+	c.mu.RUnlock()
+	for _, s := range list {
+		if s.ID == id {
+			return s, nil
+		}
+	}
+	sub, err := c.store.Get(ctx, cloud, id)
+	if err != nil {
+		return nil, err
+	}
+	return &sub, nil
+}
