@@ -1,0 +1,209 @@
+// Package dispatcher turns published events into HTTP notifications.
+//
+// It runs two stages on JetStream, each a durable pull consumer that any
+// number of dispatcher processes share:
+//
+//   - fan-out reads HERALD_EVENTS, matches each event to the subscriptions of
+//     its cloud, and publishes one delivery message per (event, subscription)
+//     to HERALD_DELIVERIES. The delivery message's Nats-Msg-Id is the
+//     delivery id, so replaying an event never doubles a delivery.
+//   - deliver reads HERALD_DELIVERIES and makes one HTTP attempt per message.
+//     A single function, settle, turns the outcome into Ack, NakWithDelay (the
+//     retry schedule) or Term. Each delivery is settled on its own: a failure
+//     at one endpoint never re-sends to another.
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/streams"
+)
+
+// Matcher finds the subscriptions an event goes to. Implementations are safe
+// for concurrent use and return shared values that callers must not modify.
+type Matcher interface {
+	// Match appends to dst the enabled subscriptions of cloud that want an
+	// event of type typ with data, without I/O.
+	Match(cloud, typ string, data json.RawMessage, dst []*herald.Subscription) []*herald.Subscription
+	// Subscription returns the current state of one subscription, or
+	// herald.ErrNotFound when it no longer exists.
+	Subscription(ctx context.Context, cloud, id string) (*herald.Subscription, error)
+}
+
+// Validator checks an event's data against its type's schema; see
+// publisher.Validator. Events published straight onto NATS skip the
+// publisher, so fan-out checks them again.
+type Validator interface {
+	Validate(typ string, data json.RawMessage) error
+}
+
+// Config is what a Dispatcher needs. JetStream, Matcher and Schemas are
+// required; every other zero value means the default.
+type Config struct {
+	JetStream jetstream.JetStream
+	Matcher   Matcher
+	Schemas   Validator
+	Logger    zerolog.Logger
+	// Metrics registers the dispatcher's collectors (default: a private registry).
+	Metrics prometheus.Registerer
+
+	// AttemptTimeout bounds one HTTP attempt (default 10 s).
+	AttemptTimeout time.Duration
+	// MaxInFlight bounds concurrent HTTP attempts of this process (default 256).
+	MaxInFlight int
+	// EndpointConcurrency bounds concurrent attempts to one endpoint (scheme,
+	// host and port) from this process (default 16).
+	EndpointConcurrency int
+	// FanoutWorkers bounds events being fanned out at once (default 32).
+	FanoutWorkers int
+	// AllowPrivateTargets permits delivery to loopback, private and
+	// link-local addresses.
+	AllowPrivateTargets bool
+	// MaxAckPending of the deliver consumer: deliveries handed out and not
+	// yet settled, waiting retries included (default 100,000).
+	MaxAckPending int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Validate checks cfg.
+func (c Config) Validate() error {
+	switch {
+	case c.JetStream == nil:
+		return errors.New("dispatcher: JetStream is required")
+	case c.Matcher == nil:
+		return errors.New("dispatcher: Matcher is required")
+	case c.Schemas == nil:
+		return errors.New("dispatcher: Schemas is required")
+	case c.AttemptTimeout < 0 || c.AttemptTimeout > 5*time.Minute:
+		return fmt.Errorf("dispatcher: attempt timeout must be between 1ms and 5m, got %s", c.AttemptTimeout)
+	case c.MaxInFlight < 0 || c.EndpointConcurrency < 0 || c.FanoutWorkers < 0 || c.MaxAckPending < 0:
+		return errors.New("dispatcher: limits must not be negative")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = 10 * time.Second
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 256
+	}
+	if c.EndpointConcurrency == 0 {
+		c.EndpointConcurrency = 16
+	}
+	if c.FanoutWorkers == 0 {
+		c.FanoutWorkers = 32
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 100_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
+	return c
+}
+
+// Dispatcher runs the fan-out and deliver stages.
+type Dispatcher struct {
+	cfg       Config
+	log       zerolog.Logger
+	js        jetstream.JetStream
+	client    *client
+	endpoints *endpointLimits
+	attempts  *attemptStore
+	metrics   *metrics
+}
+
+// New returns a Dispatcher; Run starts it.
+func New(cfg Config) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Dispatcher{
+		cfg:       cfg,
+		log:       cfg.Logger.With().Str("component", "dispatcher").Logger(),
+		js:        cfg.JetStream,
+		client:    newClient(cfg.AttemptTimeout, cfg.EndpointConcurrency, cfg.AllowPrivateTargets),
+		endpoints: newEndpointLimits(cfg.EndpointConcurrency),
+		metrics:   m,
+	}, nil
+}
+
+// Run consumes until ctx ends, then stops taking messages, lets attempts in
+// flight finish (each bounded by the attempt timeout), hands back messages
+// it had not started, and returns nil.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	attempts, err := openAttemptStore(ctx, d.js)
+	if err != nil {
+		return err
+	}
+	d.attempts = attempts
+	fan, err := d.consumer(ctx, d.fanoutConsumerConfig(), streams.Events)
+	if err != nil {
+		return err
+	}
+	del, err := d.consumer(ctx, d.deliverConsumerConfig(), streams.Deliveries)
+	if err != nil {
+		return err
+	}
+	grace := d.cfg.AttemptTimeout + 5*time.Second
+	fs := newStage("fan-out", d.cfg.FanoutWorkers, grace, d.log, d.fanout)
+	ds := newStage("deliver", d.cfg.MaxInFlight, grace, d.log, d.deliver)
+	if err := fs.start(fan); err != nil {
+		return err
+	}
+	if err := ds.start(del); err != nil {
+		fs.stop()
+		return err
+	}
+	d.log.Info().Int("max_in_flight", d.cfg.MaxInFlight).Int("endpoint_concurrency", d.cfg.EndpointConcurrency).Msg("dispatcher running")
+	<-ctx.Done()
+	var wg sync.WaitGroup
+	for _, s := range []*stage{fs, ds} {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stop() }()
+	}
+	wg.Wait()
+	d.client.close()
+	d.log.Info().Msg("dispatcher stopped")
+	return nil
+}
+
+func (d *Dispatcher) consumer(ctx context.Context, cc jetstream.ConsumerConfig, stream string) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	var err error
+	for i := 0; i < 50; i++ {
+		cons, err = d.js.CreateOrUpdateConsumer(ctx, stream, cc)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher: consumer %s on %s: %w", cc.Durable, stream, err)
+	}
+	return cons, nil
+}

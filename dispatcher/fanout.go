@@ -1,0 +1,114 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/streams"
+)
+
+// delivery is the body of a message on HERALD_DELIVERIES: one event for one
+// subscription. The subscription itself is read fresh at each attempt, so a
+// change of URL or format applies to retries too.
+type delivery struct {
+	ID             string       `json:"id"`
+	SubscriptionID string       `json:"subscription_id"`
+	Event          herald.Event `json:"event"`
+}
+
+// DeliveryID is the stable id of the delivery of event eventID (of cloud)
+// to subscription subID: the webhook-id header, the same on every retry and
+// on every replay of the event.
+func DeliveryID(cloud, eventID, subID string) string {
+	h := sha256.Sum256([]byte(cloud + "\x00" + eventID + "\x00" + subID))
+	return "msg_" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:16])
+}
+
+func deliverySubject(cloud, subID string) string {
+	return herald.DeliverySubjectPrefix + cloud + "." + subID
+}
+
+func (d *Dispatcher) fanoutConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       streams.FanoutConsumer,
+		Description:   "herald: match events to subscriptions",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 10 * d.cfg.FanoutWorkers,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// fanout handles one event: match, publish one delivery message per match,
+// then ack the event. If any publish fails the event is redelivered after a
+// pause; deliveries already published are dropped as duplicates by their
+// Nats-Msg-Id.
+func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
+	ev, err := herald.ParseEnvelope(msg.Subject(), msg.Data())
+	if err == nil {
+		err = d.cfg.Schemas.Validate(ev.Type, ev.Data)
+	}
+	if err != nil {
+		d.metrics.events.WithLabelValues("rejected").Inc()
+		d.log.Warn().Str("subject", msg.Subject()).Str("reason", err.Error()).Msg("malformed event terminated")
+		_ = msg.Term()
+		return
+	}
+	if meta, err := msg.Metadata(); err == nil {
+		ev.Sequence = meta.Sequence.Stream
+	}
+	subs := d.cfg.Matcher.Match(ev.Cloud, ev.Type, ev.Data, nil)
+	if err := d.publishDeliveries(ctx, &ev, subs); err != nil {
+		d.log.Warn().Err(err).Str("event_id", ev.ID).Msg("fan-out failed; event will be retried")
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	d.metrics.events.WithLabelValues("fanned_out").Inc()
+	d.metrics.fanout.Add(float64(len(subs)))
+	if err := msg.Ack(); err != nil {
+		d.log.Debug().Err(err).Str("event_id", ev.ID).Msg("ack event")
+	}
+}
+
+func (d *Dispatcher) publishDeliveries(ctx context.Context, ev *herald.Event, subs []*herald.Subscription) error {
+	if len(subs) == 0 {
+		return nil
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(subs))
+	for _, s := range subs {
+		dl := delivery{ID: DeliveryID(ev.Cloud, ev.ID, s.ID), SubscriptionID: s.ID, Event: *ev}
+		body, err := json.Marshal(dl)
+		if err != nil {
+			return fmt.Errorf("encode delivery: %w", err)
+		}
+		m := &nats.Msg{Subject: deliverySubject(ev.Cloud, s.ID), Data: body}
+		f, err := d.js.PublishMsgAsync(m, jetstream.WithMsgID(dl.ID))
+		if err != nil {
+			return fmt.Errorf("publish delivery: %w", err)
+		}
+		futures = append(futures, f)
+	}
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish delivery: %w", err)
+		case <-timeout.C:
+			return errors.New("publish delivery: no acknowledgement within 10s")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,40 @@
+package dispatcher
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	events          *prometheus.CounterVec
+	fanout          prometheus.Counter
+	deliveries      *prometheus.CounterVec
+	attemptDuration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_total",
+			Help: "Events taken from the events stream, by outcome: fanned_out, or rejected (malformed, unknown type, invalid data).",
+		}, []string{"outcome"}),
+		fanout: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_fanout_deliveries_total",
+			Help: "Deliveries created by fan-out: one per (event, matching subscription).",
+		}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_deliveries_total",
+			Help: "Settled delivery messages, by outcome: succeeded, retry (a failed attempt with another scheduled), failed (gave up), dropped (subscription gone or disabled), deferred (endpoint at its concurrency limit).",
+		}, []string{"outcome"}),
+		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_attempt_duration_seconds",
+			Help:    "Duration of HTTP attempts, by answer class (2xx, 4xx, 5xx, …, or error for no answer).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"class"}),
+	}
+	for _, c := range []prometheus.Collector{m.events, m.fanout, m.deliveries, m.attemptDuration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,94 @@
+package dispatcher
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// stage consumes one durable consumer with at most workers messages being
+// handled at once. The client-side buffer is kept at the worker count: the
+// AckWait clock starts when the server hands a message over, so a deep
+// buffer would expire work before it starts (nats.go #1929).
+type stage struct {
+	name    string
+	workers int
+	log     zerolog.Logger
+	handle  func(ctx context.Context, msg jetstream.Msg)
+
+	grace    time.Duration // how long stop waits for handlers before cancelling them
+	slots    chan struct{}
+	wg       sync.WaitGroup
+	stopping atomic.Bool
+	cc       jetstream.ConsumeContext
+	// ctx is handed to handlers; it is cancelled only when stop gives up
+	// waiting for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newStage(name string, workers int, grace time.Duration, log zerolog.Logger, handle func(context.Context, jetstream.Msg)) *stage {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &stage{
+		name: name, workers: workers, grace: grace, handle: handle,
+		log:   log.With().Str("stage", name).Logger(),
+		slots: make(chan struct{}, workers),
+		ctx:   ctx, cancel: cancel,
+	}
+}
+
+func (s *stage) start(cons jetstream.Consumer) error {
+	cc, err := cons.Consume(s.onMsg,
+		jetstream.PullMaxMessages(max(s.workers, 1)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			s.log.Debug().Err(err).Msg("consume")
+		}))
+	if err != nil {
+		return err
+	}
+	s.cc = cc
+	return nil
+}
+
+// onMsg runs on the consumer's delivery goroutine: it waits for a free
+// worker slot (backpressure on the pull) and hands the message over.
+func (s *stage) onMsg(msg jetstream.Msg) {
+	if s.stopping.Load() {
+		_ = msg.Nak() // not started: back to the stream at once, for another dispatcher
+		return
+	}
+	s.slots <- struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer func() { <-s.slots; s.wg.Done() }()
+		s.handle(s.ctx, msg)
+	}()
+}
+
+// stop stops pulling, hands back buffered messages, and waits for handlers
+// to finish; after s.grace they are cancelled.
+func (s *stage) stop() {
+	s.stopping.Store(true)
+	if s.cc != nil {
+		s.cc.Drain()
+		select {
+		case <-s.cc.Closed():
+		case <-time.After(5 * time.Second):
+			s.cc.Stop()
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.grace):
+		s.log.Warn().Msg("handlers still running at shutdown; cancelling them (their messages will be redelivered)")
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+}
