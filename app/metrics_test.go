@@ -1,0 +1,32 @@
+package app_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/herald-webhooks/herald/app"
+)
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// succeeded reads herald_deliveries_total{outcome="succeeded"} of a.
+func succeeded(t testing.TB, a *app.App) float64 {
+	t.Helper()
+	mfs, err := a.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "herald_deliveries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == "succeeded" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

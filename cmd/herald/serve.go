@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+
+	"github.com/herald-webhooks/herald/app"
+	"github.com/herald-webhooks/herald/dispatcher"
+	"github.com/herald-webhooks/herald/streams"
+)
+
+// serve runs `herald serve` (withAPI) or `herald dispatch`.
+func serve(ctx context.Context, args []string, stderr io.Writer, withAPI bool) error {
+	name := "dispatch"
+	if withAPI {
+		name = "serve"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	apiOnly := false
+	if withAPI {
+		fs.BoolVar(&apiOnly, "api-only", false, "serve the HTTP API without a dispatcher (run `herald dispatch` processes beside it)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageError(err.Error())
+	}
+	e, err := loadEnv()
+	if err != nil {
+		return err
+	}
+	if !withAPI && e.NATSURL == "" {
+		return usageError("herald dispatch needs HERALD_NATS_URL (the NATS server that `herald serve` or your cluster runs)")
+	}
+	log, err := newLogger(e, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := app.Start(ctx, app.Config{
+		NATSURL:    e.NATSURL,
+		NATSListen: e.NATSListen,
+		DataDir:    e.DataDir,
+		HTTPAddr:   e.HTTPAddr,
+		AdminToken: e.AdminToken,
+		SchemasDir: e.SchemasDir,
+		API:        withAPI,
+		Dispatcher: !apiOnly,
+		Dispatch: dispatcher.Config{
+			AttemptTimeout:      e.AttemptTimeout,
+			MaxInFlight:         e.MaxInFlight,
+			EndpointConcurrency: e.EndpointConcurrency,
+			AllowPrivateTargets: e.AllowPrivateTargets,
+		},
+		Streams: streams.Config{
+			Replicas:       e.Replicas,
+			EventRetention: e.EventRetention,
+			DedupeWindow:   e.DedupeWindow,
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
