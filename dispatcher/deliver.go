@@ -132,6 +132,16 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) error {
 	h.Set(webhook.HeaderEvent, j.dl.Event.Type)
 	h.Set(webhook.HeaderAttempt, strconv.Itoa(j.attempt))
 	h.Set(webhook.HeaderSequence, strconv.FormatUint(j.dl.Event.Sequence, 10))
+	if len(j.sub.CredentialIDs) > 0 {
+		if d.cfg.Credentials == nil {
+			return &herald.DeliveryError{Err: errors.New("the subscription names credentials but this dispatcher has no credential store")}
+		}
+		if err := d.cfg.Credentials.Apply(ctx, j.sub.Cloud, j.sub.CredentialIDs, h, j.dl.ID, now, body); err != nil {
+			// A deleted credential may be replaced by an update of the
+			// subscription: retry on schedule rather than send unsigned.
+			return &herald.DeliveryError{Retryable: true, Err: fmt.Errorf("apply credentials: %w", err)}
+		}
+	}
 
 	start := time.Now()
 	resp, err := d.client.http.Do(req)

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -47,13 +48,28 @@ type Validator interface {
 	Validate(typ string, data json.RawMessage) error
 }
 
+// Credentials applies a subscription's stored credentials to a request.
+// Apply is called once per attempt, after the body and the webhook-id,
+// webhook-timestamp and herald-* headers are set; it adds what the
+// credentials ask for: Authorization (basic, bearer), a custom header, and
+// webhook-signature over "{msgID}.{ts}.{body}" (hmac). It must be safe for
+// concurrent use and fast (it runs on every attempt). It returns
+// herald.ErrNotFound when a credential no longer exists, and must never put
+// a secret in its error.
+type Credentials interface {
+	Apply(ctx context.Context, cloud string, ids []string, h http.Header, msgID string, ts time.Time, body []byte) error
+}
+
 // Config is what a Dispatcher needs. JetStream, Matcher and Schemas are
 // required; every other zero value means the default.
 type Config struct {
 	JetStream jetstream.JetStream
 	Matcher   Matcher
 	Schemas   Validator
-	Logger    zerolog.Logger
+	// Credentials signs and authorizes requests of subscriptions that name
+	// credentials. Nil: such deliveries fail (nothing is sent unsigned).
+	Credentials Credentials
+	Logger      zerolog.Logger
 	// Metrics registers the dispatcher's collectors (default: a private registry).
 	Metrics prometheus.Registerer
 
