@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/herald-webhooks/herald/api"
+	"github.com/herald-webhooks/herald/deliverylog"
 	"github.com/herald-webhooks/herald/dispatcher"
 	"github.com/herald-webhooks/herald/natsserver"
 	"github.com/herald-webhooks/herald/publisher"
@@ -64,6 +65,9 @@ type Config struct {
 
 	Dispatch dispatcher.Config // limits and timeouts; its wiring fields are filled by App
 	Streams  streams.Config
+	// LogRetention is how long the delivery log keeps a record after its
+	// last change (default 7 days).
+	LogRetention time.Duration
 
 	Logger zerolog.Logger
 }
@@ -92,6 +96,7 @@ type App struct {
 	js   jetstream.JetStream
 	pub  *publisher.Publisher
 	subs *subscriptions.Store
+	dlog *deliverylog.Log
 
 	ncClosed chan struct{}
 
@@ -129,6 +134,10 @@ func Start(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	a.dlog, err = deliverylog.Open(ctx, deliverylog.Config{JetStream: a.js, Retention: cfg.LogRetention, Replicas: cfg.Streams.Replicas})
+	if err != nil {
+		return nil, err
+	}
 	a.pub, err = publisher.New(publisher.Config{JetStream: a.js, Schemas: reg, Logger: a.log})
 	if err != nil {
 		return nil, err
@@ -148,7 +157,7 @@ func Start(ctx context.Context, cfg Config) (_ *App, err error) {
 			return nil, errors.New("app: subscription cache did not load within 15s")
 		}
 		dc := cfg.Dispatch
-		dc.JetStream, dc.Matcher, dc.Schemas, dc.Logger, dc.Metrics = a.js, cache, reg, a.log, a.metrics
+		dc.JetStream, dc.Matcher, dc.Schemas, dc.Log, dc.Logger, dc.Metrics = a.js, cache, reg, a.dlog, a.log, a.metrics
 		d, err := dispatcher.New(dc)
 		if err != nil {
 			return nil, err
@@ -313,6 +322,9 @@ func (a *App) Publisher() *publisher.Publisher { return a.pub }
 
 // Subscriptions is the process's subscription store.
 func (a *App) Subscriptions() *subscriptions.Store { return a.subs }
+
+// DeliveryLog is the process's delivery log.
+func (a *App) DeliveryLog() *deliverylog.Log { return a.dlog }
 
 // Metrics is the registry served at /metrics.
 func (a *App) Metrics() *prometheus.Registry { return a.metrics }

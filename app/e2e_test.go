@@ -13,7 +13,6 @@ import (
 
 	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/app"
-	"github.com/herald-webhooks/herald/dispatcher"
 )
 
 // TestDeliversBothFormatsExactly publishes one event to a form and a JSON
@@ -56,7 +55,7 @@ func TestDeliversBothFormatsExactly(t *testing.T) {
 			}
 			want := map[string]string{
 				"Content-Type":    c.contentType,
-				"Webhook-Id":      dispatcher.DeliveryID("acme", "evt-1", c.subID),
+				"Webhook-Id":      herald.DeliveryID("acme", "evt-1", c.subID),
 				"Herald-Event":    "video-created",
 				"Herald-Attempt":  "1",
 				"Herald-Sequence": strconv.FormatUint(seq, 10),

@@ -141,23 +141,16 @@ type receiver struct {
 	mu     sync.Mutex
 	got    []received
 	status func(r received) int
-	notify chan struct{}
 }
 
 func newReceiver(t testing.TB) *receiver {
 	t.Helper()
-	rc := &receiver{notify: make(chan struct{}, 1)}
+	rc := &receiver{}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		rec := received{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: b, At: time.Now()}
+		rec := rc.record(r)
 		rc.mu.Lock()
-		rc.got = append(rc.got, rec)
 		status := rc.status
 		rc.mu.Unlock()
-		select {
-		case rc.notify <- struct{}{}:
-		default:
-		}
 		code := http.StatusOK
 		if status != nil {
 			code = status(rec)
@@ -166,6 +159,16 @@ func newReceiver(t testing.TB) *receiver {
 	}))
 	t.Cleanup(rc.Close)
 	return rc
+}
+
+// record stores r (a handler installed in rc.Config.Handler calls it).
+func (rc *receiver) record(r *http.Request) received {
+	b, _ := io.ReadAll(r.Body)
+	rec := received{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: b, At: time.Now()}
+	rc.mu.Lock()
+	rc.got = append(rc.got, rec)
+	rc.mu.Unlock()
+	return rec
 }
 
 func (rc *receiver) setStatus(f func(received) int) {

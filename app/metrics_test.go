@@ -30,3 +30,18 @@ func succeeded(t testing.TB, a *app.App) float64 {
 	}
 	return 0
 }
+
+// counter reads an unlabelled counter of a.
+func counter(t testing.TB, a *app.App, name string) float64 {
+	t.Helper()
+	mfs, err := a.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -70,35 +71,72 @@ func describeTransportError(err error, timeout time.Duration) error {
 }
 
 // endpointLimits bounds concurrent attempts per endpoint (scheme, host and
-// port of the URL).
+// port of the URL) and keeps a moving average of each endpoint's attempt
+// duration, so a deferred delivery comes back about when a slot frees up.
 type endpointLimits struct {
 	per int
 	mu  sync.Mutex
-	n   map[string]int
+	m   map[string]*endpointState
+}
+
+type endpointState struct {
+	inFlight int
+	avg      time.Duration // exponentially weighted attempt duration
 }
 
 func newEndpointLimits(per int) *endpointLimits {
-	return &endpointLimits{per: per, n: map[string]int{}}
+	return &endpointLimits{per: per, m: map[string]*endpointState{}}
+}
+
+func endpointKey(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		return u.Scheme + "://" + u.Host
+	}
+	return rawURL
 }
 
 // acquire takes a slot for rawURL's endpoint, or reports false when all of
-// its slots are taken. release gives the slot back.
-func (l *endpointLimits) acquire(rawURL string) (release func(), ok bool) {
-	key := rawURL
-	if u, err := url.Parse(rawURL); err == nil {
-		key = u.Scheme + "://" + u.Host
-	}
+// its slots are taken. release gives the slot back with the attempt's
+// duration.
+func (l *endpointLimits) acquire(rawURL string) (release func(time.Duration), ok bool) {
+	key := endpointKey(rawURL)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.n[key] >= l.per {
+	st := l.m[key]
+	if st == nil {
+		st = &endpointState{}
+		l.m[key] = st
+	}
+	if st.inFlight >= l.per {
 		return nil, false
 	}
-	l.n[key]++
-	return func() {
+	st.inFlight++
+	return func(took time.Duration) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if l.n[key]--; l.n[key] <= 0 {
-			delete(l.n, key)
+		st.inFlight--
+		if st.avg == 0 {
+			st.avg = took
+		} else {
+			st.avg += (took - st.avg) / 8
+		}
+		if st.inFlight == 0 && st.avg < time.Millisecond {
+			delete(l.m, key) // forget idle, fast endpoints; slow ones keep their average
 		}
 	}, true
+}
+
+// busyDelay is how long a delivery to a busy endpoint waits before it is
+// offered again: twice the endpoint's average attempt, between 100 ms and
+// the attempt timeout, with jitter so deferred deliveries do not return in
+// a herd.
+func (l *endpointLimits) busyDelay(rawURL string, timeout time.Duration) time.Duration {
+	l.mu.Lock()
+	var avg time.Duration
+	if st := l.m[endpointKey(rawURL)]; st != nil {
+		avg = st.avg
+	}
+	l.mu.Unlock()
+	d := min(max(2*avg, 100*time.Millisecond), timeout)
+	return d + rand.N(d/2+1)
 }

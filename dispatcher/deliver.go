@@ -10,9 +10,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-webhooks/herald"
@@ -25,8 +27,14 @@ var (
 	// errEndpointBusy: the endpoint already has EndpointConcurrency attempts
 	// in flight from this process; the delivery waits a moment, uncounted.
 	errEndpointBusy = errors.New("endpoint busy")
-	// errStoreUnavailable: the subscription could not be read; try shortly.
-	errStoreUnavailable = errors.New("subscription store unavailable")
+	// errStoreUnavailable: the subscription or the log could not be read.
+	errStoreUnavailable = errors.New("store unavailable")
+	// errAlreadySettled: the log says this delivery is done; the message is
+	// a leftover (an acknowledgement lost to a crash). Nothing is sent.
+	errAlreadySettled = errors.New("delivery already settled")
+	// errSuperseded: a newer progress of the same encoding has already
+	// reached the endpoint.
+	errSuperseded = errors.New("superseded by a newer progress notification")
 )
 
 // dropError: the delivery cannot and need not be attempted (its
@@ -37,9 +45,10 @@ func (e *dropError) Error() string { return e.reason }
 
 func (d *Dispatcher) deliverConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:     streams.DeliverConsumer,
-		Description: "herald: HTTP attempts, one message per (event, subscription)",
-		AckPolicy:   jetstream.AckExplicitPolicy,
+		Durable:       streams.DeliverConsumer,
+		Description:   "herald: HTTP attempts, one message per (event, subscription)",
+		FilterSubject: streams.DeliveryFilter,
+		AckPolicy:     jetstream.AckExplicitPolicy,
 		// Covers a message waiting in the small client buffer for a worker,
 		// plus one attempt.
 		AckWait:       2*d.cfg.AttemptTimeout + 10*time.Second,
@@ -51,11 +60,12 @@ func (d *Dispatcher) deliverConsumerConfig() jetstream.ConsumerConfig {
 
 // job is one delivery message being worked on.
 type job struct {
-	msg     jetstream.Msg
-	dl      delivery
-	sub     *herald.Subscription
-	attempt int       // 1 on the first try
-	first   time.Time // when the delivery was queued: the retry window's start
+	msg  jetstream.Msg
+	dl   delivery
+	sub  *herald.Subscription
+	rec  *herald.Delivery // the log record; nil until known
+	seen bool             // rec came from the log (this is not the first message)
+	att  *herald.Attempt  // the attempt made, if one was
 }
 
 // deliver handles one delivery message: at most one HTTP attempt, then settle.
@@ -65,14 +75,29 @@ func (d *Dispatcher) deliver(ctx context.Context, msg jetstream.Msg) {
 }
 
 func (d *Dispatcher) run(ctx context.Context, j *job) error {
-	if err := json.Unmarshal(j.msg.Data(), &j.dl); err != nil || j.dl.ID == "" || j.dl.SubscriptionID == "" {
+	if err := json.Unmarshal(j.msg.Data(), &j.dl); err != nil || !herald.ValidObjectID(j.dl.ID) ||
+		!herald.ValidObjectID(j.dl.SubscriptionID) || !herald.ValidCloud(j.dl.Event.Cloud) {
 		return &dropError{reason: "malformed delivery message"}
 	}
 	meta, err := j.msg.Metadata()
 	if err != nil {
 		return &dropError{reason: "delivery message without metadata"}
 	}
-	j.first = meta.Timestamp
+	if meta.NumDelivered > 1 || j.dl.Retry {
+		// Not the first message of this delivery: what happened before is
+		// in the log, not in NumDelivered, which also counts hand-backs.
+		rec, err := d.cfg.Log.Get(ctx, j.dl.Event.Cloud, j.dl.SubscriptionID, j.dl.ID)
+		switch {
+		case err == nil:
+			j.rec, j.seen = &rec, true
+		case !errors.Is(err, herald.ErrNotFound):
+			return fmt.Errorf("%w: %v", errStoreUnavailable, err)
+		}
+	}
+	if j.rec != nil && j.rec.Status != herald.StatusPending {
+		return errAlreadySettled
+	}
+
 	sub, err := d.cfg.Matcher.Subscription(ctx, j.dl.Event.Cloud, j.dl.SubscriptionID)
 	switch {
 	case errors.Is(err, herald.ErrNotFound):
@@ -88,27 +113,48 @@ func (d *Dispatcher) run(ctx context.Context, j *job) error {
 	if !ok {
 		return errEndpointBusy
 	}
-	defer release()
+	start := time.Now()
+	defer func() { release(time.Since(start)) }()
 
-	j.attempt = 1
-	if meta.NumDelivered > 1 {
-		// Redelivered: a retry, or a message handed back uncounted. The
-		// count of failed attempts is kept durably, not derived from
-		// NumDelivered, which also counts those hand-backs.
-		n, err := d.attempts.failures(ctx, j.dl.ID)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errStoreUnavailable, err)
+	now := d.cfg.Now()
+	if j.rec == nil {
+		j.rec = &herald.Delivery{
+			ID: j.dl.ID, Cloud: j.dl.Event.Cloud, SubscriptionID: j.dl.SubscriptionID,
+			EventID: j.dl.Event.ID, EventType: j.dl.Event.Type, EventSequence: j.dl.Event.Sequence,
+			Status: herald.StatusPending, Attempts: []herald.Attempt{}, CreatedAt: now,
 		}
-		j.attempt = n + 1
 	}
-	return d.attempt(ctx, j)
+	if j.rec.ScheduleStart.IsZero() {
+		j.rec.ScheduleStart = now
+	}
+	if len(j.rec.Attempts) > j.rec.ScheduleBase && j.dl.Event.Type == "encoding-progress" {
+		if encID := encodingID(j.dl.Event.Data); encID != "" {
+			newer, err := d.cfg.Log.Superseded(ctx, j.rec.Cloud, j.rec.SubscriptionID, encID, j.dl.Event.Sequence)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errStoreUnavailable, err)
+			}
+			if newer {
+				return errSuperseded
+			}
+		}
+	}
+	return d.attempt(ctx, j, now)
+}
+
+// encodingID reads data.encoding_id, or "".
+func encodingID(data json.RawMessage) string {
+	var v struct {
+		EncodingID string `json:"encoding_id"`
+	}
+	_ = json.Unmarshal(data, &v)
+	return v.EncodingID
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// attempt makes one HTTP request for j and returns nil on a 2xx answer, or a
-// *herald.DeliveryError.
-func (d *Dispatcher) attempt(ctx context.Context, j *job) error {
+// attempt makes one HTTP request for j, records it in j.att, and returns
+// nil on a 2xx answer or a *herald.DeliveryError.
+func (d *Dispatcher) attempt(ctx context.Context, j *job, now time.Time) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	body, contentType, err := encodeBody((*bp)[:0], j.sub.Format, &j.dl.Event)
@@ -116,27 +162,37 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) error {
 		return &herald.DeliveryError{Err: fmt.Errorf("build notification: %w", err)}
 	}
 	*bp = body
+	att := &herald.Attempt{Number: len(j.rec.Attempts) + 1, At: now.UTC()}
+	j.att = att
+	err = d.send(ctx, j.sub, j.dl.ID, &j.dl.Event, att, body, contentType)
+	if err != nil {
+		att.Error = err.Error()
+	}
+	return err
+}
 
+// send makes one request: the headers of SPEC §3, the subscription's
+// credentials, the body. It fills att's duration, status and response.
+func (d *Dispatcher) send(ctx context.Context, sub *herald.Subscription, msgID string, ev *herald.Event, att *herald.Attempt, body []byte, contentType string) error {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, j.sub.Method, j.sub.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, sub.Method, sub.URL, bytes.NewReader(body))
 	if err != nil {
 		return &herald.DeliveryError{Err: fmt.Errorf("build request: %w", err)}
 	}
-	now := d.cfg.Now()
 	h := req.Header
 	h.Set("Content-Type", contentType)
 	h.Set("User-Agent", herald.UserAgent())
-	h.Set(webhook.HeaderID, j.dl.ID)
-	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	h.Set(webhook.HeaderEvent, j.dl.Event.Type)
-	h.Set(webhook.HeaderAttempt, strconv.Itoa(j.attempt))
-	h.Set(webhook.HeaderSequence, strconv.FormatUint(j.dl.Event.Sequence, 10))
-	if len(j.sub.CredentialIDs) > 0 {
+	h.Set(webhook.HeaderID, msgID)
+	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(att.At.Unix(), 10))
+	h.Set(webhook.HeaderEvent, ev.Type)
+	h.Set(webhook.HeaderAttempt, strconv.Itoa(att.Number))
+	h.Set(webhook.HeaderSequence, strconv.FormatUint(ev.Sequence, 10))
+	if len(sub.CredentialIDs) > 0 {
 		if d.cfg.Credentials == nil {
 			return &herald.DeliveryError{Err: errors.New("the subscription names credentials but this dispatcher has no credential store")}
 		}
-		if err := d.cfg.Credentials.Apply(ctx, j.sub.Cloud, j.sub.CredentialIDs, h, j.dl.ID, now, body); err != nil {
+		if err := d.cfg.Credentials.Apply(ctx, sub.Cloud, sub.CredentialIDs, h, msgID, att.At, body); err != nil {
 			// A deleted credential may be replaced by an update of the
 			// subscription: retry on schedule rather than send unsigned.
 			return &herald.DeliveryError{Retryable: true, Err: fmt.Errorf("apply credentials: %w", err)}
@@ -145,34 +201,42 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job) error {
 
 	start := time.Now()
 	resp, err := d.client.http.Do(req)
-	elapsed := time.Since(start)
 	if err != nil {
+		elapsed := time.Since(start)
+		att.DurationMS = ms(elapsed)
 		d.metrics.attemptDuration.WithLabelValues("error").Observe(elapsed.Seconds())
 		return &herald.DeliveryError{Retryable: true, Err: describeTransportError(err, d.cfg.AttemptTimeout)}
 	}
-	// Drain a bounded amount so the connection can be reused.
+	var excerpt [herald.MaxResponseExcerpt]byte
+	n, _ := io.ReadFull(resp.Body, excerpt[:])
+	// Drain a bounded amount more so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
-	class := strconv.Itoa(resp.StatusCode/100) + "xx"
-	d.metrics.attemptDuration.WithLabelValues(class).Observe(elapsed.Seconds())
+	elapsed := time.Since(start)
+	att.DurationMS = ms(elapsed)
+	att.StatusCode = resp.StatusCode
+	att.Response = strings.ToValidUTF8(string(excerpt[:n]), "\uFFFD")
+	d.metrics.attemptDuration.WithLabelValues(strconv.Itoa(resp.StatusCode/100) + "xx").Observe(elapsed.Seconds())
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
 	return &herald.DeliveryError{
 		Status:     resp.StatusCode,
 		Retryable:  true,
-		RetryAfter: retryAfter(resp, now),
+		RetryAfter: retryAfter(resp, att.At),
 		Err:        errors.New(http.StatusText(resp.StatusCode)),
 	}
 }
 
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
 func encodeBody(dst []byte, format string, ev *herald.Event) ([]byte, string, error) {
 	if format == herald.FormatForm {
 		b, err := webhook.AppendForm(dst, ev.Type, ev.Data)
-		return b, "application/x-www-form-urlencoded", err
+		return b, webhook.ContentTypeForm, err
 	}
 	b, err := webhook.AppendJSON(dst, ev.Type, ev.Data)
-	return b, "application/json", err
+	return b, webhook.ContentTypeJSON, err
 }
 
 // retryAfter reads a Retry-After header (seconds or an HTTP date) on a 429
@@ -194,24 +258,41 @@ func retryAfter(resp *http.Response, now time.Time) time.Duration {
 	return 0
 }
 
-// settle is the one place a delivery message is acknowledged, redelivered
-// or terminated.
+// settle is the one place a delivery message is acknowledged, redelivered,
+// parked or terminated, and its log record written.
 func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 	log := d.log.With().Str("delivery_id", j.dl.ID).Str("subscription_id", j.dl.SubscriptionID).Str("cloud", j.dl.Event.Cloud).Logger()
+	now := d.cfg.Now()
+	if j.att != nil {
+		j.rec.Attempts = append(j.rec.Attempts, *j.att)
+		j.rec.UpdatedAt = now
+	}
 	var de *herald.DeliveryError
 	var drop *dropError
 	switch {
 	case err == nil:
 		d.metrics.deliveries.WithLabelValues("succeeded").Inc()
-		_ = j.msg.Ack()
-		if j.attempt > 1 {
-			d.attempts.forget(ctx, j.dl.ID)
+		j.rec.Status, j.rec.NextAttemptAt, j.rec.Reason = herald.StatusSucceeded, nil, ""
+		if j.seen || !d.cfg.SkipSuccessLog {
+			if err := d.cfg.Log.PutAsync(j.rec); err != nil {
+				log.Warn().Err(err).Msg("could not log the delivery")
+			}
 		}
-		log.Debug().Int("attempt", j.attempt).Msg("delivered")
+		if t := j.dl.Event.Type; t == "encoding-progress" || t == "encoding-complete" {
+			if encID := encodingID(j.dl.Event.Data); encID != "" {
+				_ = d.cfg.Log.MarkProgress(j.rec.Cloud, j.rec.SubscriptionID, encID, j.dl.Event.Sequence)
+			}
+		}
+		_ = j.msg.Ack()
+		log.Debug().Int("attempt", j.att.Number).Msg("delivered")
+
+	case errors.Is(err, errAlreadySettled):
+		d.metrics.deliveries.WithLabelValues("duplicate").Inc()
+		_ = j.msg.Ack()
 
 	case errors.Is(err, errEndpointBusy):
 		d.metrics.deliveries.WithLabelValues("deferred").Inc()
-		_ = j.msg.NakWithDelay(250*time.Millisecond + rand.N(750*time.Millisecond))
+		_ = j.msg.NakWithDelay(d.endpoints.busyDelay(j.sub.URL, d.cfg.AttemptTimeout))
 
 	case errors.Is(err, errStoreUnavailable):
 		log.Warn().Err(err).Msg("delivery postponed")
@@ -220,33 +301,94 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 	case errors.As(err, &drop):
 		d.metrics.deliveries.WithLabelValues("dropped").Inc()
 		log.Info().Str("reason", drop.reason).Msg("delivery dropped")
+		if j.seen {
+			d.finish(ctx, j, herald.StatusFailed, drop.reason)
+		}
+		_ = j.msg.Term()
+
+	case errors.Is(err, errSuperseded):
+		d.metrics.deliveries.WithLabelValues("superseded").Inc()
+		log.Info().Msg("stale progress notification superseded; not sent")
+		d.finish(ctx, j, herald.StatusSuperseded, err.Error())
 		_ = j.msg.Term()
 
 	case errors.As(err, &de) && de.Retryable:
-		now := d.cfg.Now()
-		delay, ok := j.sub.Retry.Next(j.attempt, j.first, now, rand.Float64())
+		pos := len(j.rec.Attempts) - j.rec.ScheduleBase
+		delay, ok := j.sub.Retry.Next(pos, j.rec.ScheduleStart, now, rand.Float64())
 		if ok && de.RetryAfter > delay { // the endpoint asked for longer: honour it, within the window
 			delay = de.RetryAfter
 			if w := j.sub.Retry.Window.Std(); w > 0 {
-				delay = min(delay, j.first.Add(w).Sub(now))
+				delay = min(delay, j.rec.ScheduleStart.Add(w).Sub(now))
 			}
 		}
 		if !ok {
 			d.metrics.deliveries.WithLabelValues("failed").Inc()
-			log.Warn().Int("attempts", j.attempt).Str("error", de.Error()).Msg("delivery failed: retry schedule exhausted")
+			log.Warn().Int("attempts", len(j.rec.Attempts)).Str("error", de.Error()).Msg("delivery failed: retry schedule exhausted")
+			d.finish(ctx, j, herald.StatusFailed, fmt.Sprintf("gave up after %d attempts; last: %s", len(j.rec.Attempts), de.Error()))
 			_ = j.msg.Term()
 			return
 		}
-		if err := d.attempts.record(ctx, j.dl.ID, j.attempt); err != nil {
-			log.Warn().Err(err).Msg("could not record the attempt count; the retry may repeat its number")
+		next := now.Add(delay).UTC()
+		j.rec.Status, j.rec.NextAttemptAt = herald.StatusPending, &next
+		// The record is the attempt count the retry will read: it must be
+		// stored before the message is handed back.
+		if err := d.cfg.Log.Put(ctx, j.rec); err != nil {
+			log.Warn().Err(err).Msg("could not record the attempt; the retry may repeat its number")
 		}
 		d.metrics.deliveries.WithLabelValues("retry").Inc()
-		log.Debug().Int("attempt", j.attempt).Dur("next_in", delay).Str("error", de.Error()).Msg("attempt failed; retry scheduled")
+		log.Debug().Int("attempt", len(j.rec.Attempts)).Dur("next_in", delay).Str("error", de.Error()).Msg("attempt failed; retry scheduled")
+		if delay > d.cfg.ParkAfter {
+			if err := d.park(ctx, j, next); err == nil {
+				_ = j.msg.Ack()
+				return
+			} else {
+				log.Warn().Err(err).Msg("could not park the retry; holding it on the consumer instead")
+			}
+		}
 		_ = j.msg.NakWithDelay(delay)
 
 	default: // a non-retryable *herald.DeliveryError, or anything unforeseen
 		d.metrics.deliveries.WithLabelValues("failed").Inc()
 		log.Warn().Err(err).Msg("delivery failed")
+		if j.rec != nil {
+			d.finish(ctx, j, herald.StatusFailed, err.Error())
+		}
 		_ = j.msg.Term()
 	}
+}
+
+// finish writes the record's final state.
+func (d *Dispatcher) finish(ctx context.Context, j *job, status, reason string) {
+	j.rec.Status, j.rec.Reason, j.rec.NextAttemptAt = status, reason, nil
+	j.rec.UpdatedAt = d.cfg.Now()
+	if err := d.cfg.Log.Put(ctx, j.rec); err != nil {
+		d.log.Warn().Err(err).Str("delivery_id", j.rec.ID).Msg("could not log the delivery's end")
+	}
+}
+
+// park turns a retry due at due into a message schedule on the delivery's
+// own subject, so that it waits in the stream instead of pending on the
+// consumer, where every waiting retry costs the server timer work and
+// counts against MaxAckPending. JetStream publishes it back onto the
+// delivery subject when it is due.
+func (d *Dispatcher) park(ctx context.Context, j *job, due time.Time) error {
+	dl := j.dl
+	dl.Retry = true
+	body, err := json.Marshal(dl)
+	if err != nil {
+		return err
+	}
+	// Schedules have one-second resolution and fire at the due second:
+	// round up so that a retry never comes early.
+	if t := due.Truncate(time.Second); t.Before(due) {
+		due = t.Add(time.Second)
+	}
+	target := deliverySubject(dl.Event.Cloud, dl.SubscriptionID)
+	_, err = d.js.PublishMsg(ctx, &nats.Msg{Subject: target + "." + dl.ID, Data: body},
+		jetstream.WithScheduleAt(due), jetstream.WithScheduleTarget(target),
+		jetstream.WithMsgID(dl.ID+".park."+strconv.Itoa(len(j.rec.Attempts))))
+	if err == nil {
+		d.metrics.parked.Inc()
+	}
+	return err
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/deliverylog"
 	"github.com/herald-webhooks/herald/streams"
 )
 
@@ -66,6 +67,9 @@ type Config struct {
 	JetStream jetstream.JetStream
 	Matcher   Matcher
 	Schemas   Validator
+	// Log records every delivery and attempt; retries read their attempt
+	// count from it.
+	Log *deliverylog.Log
 	// Credentials signs and authorizes requests of subscriptions that name
 	// credentials. Nil: such deliveries fail (nothing is sent unsigned).
 	Credentials Credentials
@@ -88,6 +92,12 @@ type Config struct {
 	// MaxAckPending of the deliver consumer: deliveries handed out and not
 	// yet settled, waiting retries included (default 100,000).
 	MaxAckPending int
+	// ParkAfter: a retry due later than this waits as a JetStream message
+	// schedule instead of a NakWithDelay (default 60 s, at least 1 s).
+	ParkAfter time.Duration
+	// SkipSuccessLog leaves deliveries that succeed at the first attempt
+	// out of the delivery log (retries and failures are always logged).
+	SkipSuccessLog bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -101,6 +111,10 @@ func (c Config) Validate() error {
 		return errors.New("dispatcher: Matcher is required")
 	case c.Schemas == nil:
 		return errors.New("dispatcher: Schemas is required")
+	case c.Log == nil:
+		return errors.New("dispatcher: Log is required")
+	case c.ParkAfter != 0 && c.ParkAfter < time.Second:
+		return fmt.Errorf("dispatcher: park-after must be at least 1s (message schedules have 1s resolution), got %s", c.ParkAfter)
 	case c.AttemptTimeout < 0 || c.AttemptTimeout > 5*time.Minute:
 		return fmt.Errorf("dispatcher: attempt timeout must be between 1ms and 5m, got %s", c.AttemptTimeout)
 	case c.MaxInFlight < 0 || c.EndpointConcurrency < 0 || c.FanoutWorkers < 0 || c.MaxAckPending < 0:
@@ -125,6 +139,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 100_000
 	}
+	if c.ParkAfter == 0 {
+		c.ParkAfter = 60 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -141,7 +158,6 @@ type Dispatcher struct {
 	js        jetstream.JetStream
 	client    *client
 	endpoints *endpointLimits
-	attempts  *attemptStore
 	metrics   *metrics
 }
 
@@ -169,11 +185,6 @@ func New(cfg Config) (*Dispatcher, error) {
 // flight finish (each bounded by the attempt timeout), hands back messages
 // it had not started, and returns nil.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	attempts, err := openAttemptStore(ctx, d.js)
-	if err != nil {
-		return err
-	}
-	d.attempts = attempts
 	fan, err := d.consumer(ctx, d.fanoutConsumerConfig(), streams.Events)
 	if err != nil {
 		return err

@@ -2,8 +2,6 @@ package dispatcher
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,14 +21,9 @@ type delivery struct {
 	ID             string       `json:"id"`
 	SubscriptionID string       `json:"subscription_id"`
 	Event          herald.Event `json:"event"`
-}
-
-// DeliveryID is the stable id of the delivery of event eventID (of cloud)
-// to subscription subID: the webhook-id header, the same on every retry and
-// on every replay of the event.
-func DeliveryID(cloud, eventID, subID string) string {
-	h := sha256.Sum256([]byte(cloud + "\x00" + eventID + "\x00" + subID))
-	return "msg_" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:16])
+	// Retry marks a message that is not the delivery's first: a parked
+	// retry come due, or a redelivery by hand. Its history is in the log.
+	Retry bool `json:"retry,omitempty"`
 }
 
 func deliverySubject(cloud, subID string) string {
@@ -85,7 +78,7 @@ func (d *Dispatcher) publishDeliveries(ctx context.Context, ev *herald.Event, su
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(subs))
 	for _, s := range subs {
-		dl := delivery{ID: DeliveryID(ev.Cloud, ev.ID, s.ID), SubscriptionID: s.ID, Event: *ev}
+		dl := delivery{ID: herald.DeliveryID(ev.Cloud, ev.ID, s.ID), SubscriptionID: s.ID, Event: *ev}
 		body, err := json.Marshal(dl)
 		if err != nil {
 			return fmt.Errorf("encode delivery: %w", err)

@@ -8,6 +8,7 @@ type metrics struct {
 	events          *prometheus.CounterVec
 	fanout          prometheus.Counter
 	deliveries      *prometheus.CounterVec
+	parked          prometheus.Counter
 	attemptDuration *prometheus.HistogramVec
 }
 
@@ -23,15 +24,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_deliveries_total",
-			Help: "Settled delivery messages, by outcome: succeeded, retry (a failed attempt with another scheduled), failed (gave up), dropped (subscription gone or disabled), deferred (endpoint at its concurrency limit).",
+			Help: "Settled delivery messages, by outcome: succeeded, retry (a failed attempt with another scheduled), failed (gave up), dropped (subscription gone or disabled), superseded (a stale progress retry), deferred (endpoint at its concurrency limit, not an attempt), duplicate (already settled).",
 		}, []string{"outcome"}),
+		parked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_retries_parked_total",
+			Help: "Retries due later than the park threshold, parked as JetStream message schedules.",
+		}),
 		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herald_attempt_duration_seconds",
 			Help:    "Duration of HTTP attempts, by answer class (2xx, 4xx, 5xx, …, or error for no answer).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"class"}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.fanout, m.deliveries, m.attemptDuration} {
+	for _, c := range []prometheus.Collector{m.events, m.fanout, m.deliveries, m.parked, m.attemptDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

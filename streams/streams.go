@@ -99,21 +99,33 @@ func (c Config) EventsConfig() jetstream.StreamConfig {
 }
 
 // DeliveriesConfig is the deliveries stream: one message per (event,
-// subscription), removed once its consumer acknowledges or terminates it.
+// subscription) on herald.deliveries.<cloud>.<subscription>, removed once
+// its consumer acknowledges or terminates it. A retry due later than the
+// dispatcher's park threshold waits as a message schedule on
+// herald.deliveries.<cloud>.<subscription>.<delivery>, which JetStream
+// turns back into a delivery message when it is due (and then purges).
+// Message schedules rule out DiscardNew; the stream has no size limits, so
+// nothing is ever discarded.
 func (c Config) DeliveriesConfig() jetstream.StreamConfig {
 	c = c.withDefaults()
 	return jetstream.StreamConfig{
-		Name:        Deliveries,
-		Description: "herald: one message per (event, subscription) until it is settled",
-		Subjects:    []string{herald.DeliverySubjectPrefix + ">"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Discard:     jetstream.DiscardNew,
-		MaxMsgSize:  herald.MaxEnvelopeSize + 4096,
-		Duplicates:  c.DedupeWindow,
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.Replicas,
+		Name:              Deliveries,
+		Description:       "herald: one message per (event, subscription) until it is settled; parked retries",
+		Subjects:          []string{herald.DeliverySubjectPrefix + ">"},
+		Retention:         jetstream.WorkQueuePolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgSize:        herald.MaxEnvelopeSize + 4096,
+		Duplicates:        c.DedupeWindow,
+		Storage:           jetstream.FileStorage,
+		Replicas:          c.Replicas,
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
 	}
 }
+
+// DeliveryFilter is the subject filter of the deliver consumer: delivery
+// messages, not the parked retries beside them.
+const DeliveryFilter = "herald.deliveries.*.*"
 
 // Ensure creates or updates both streams. Right after an embedded server
 // starts, JetStream may not have a meta leader yet: Ensure retries until ctx
