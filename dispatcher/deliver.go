@@ -164,17 +164,26 @@ func (d *Dispatcher) attempt(ctx context.Context, j *job, now time.Time) error {
 	*bp = body
 	att := &herald.Attempt{Number: len(j.rec.Attempts) + 1, At: now.UTC()}
 	j.att = att
-	err = d.send(ctx, j.sub, j.dl.ID, &j.dl.Event, att, body, contentType)
+	err = d.sender.send(ctx, j.sub, j.dl.ID, &j.dl.Event, att, body, contentType)
 	if err != nil {
 		att.Error = err.Error()
 	}
 	return err
 }
 
+// sender makes HTTP attempts, for the deliver stage and for Service.
+type sender struct {
+	client  *client
+	creds   Credentials
+	timeout time.Duration
+	// observe records an attempt's duration by answer class; may be nil.
+	observe func(class string, seconds float64)
+}
+
 // send makes one request: the headers of SPEC §3, the subscription's
 // credentials, the body. It fills att's duration, status and response.
-func (d *Dispatcher) send(ctx context.Context, sub *herald.Subscription, msgID string, ev *herald.Event, att *herald.Attempt, body []byte, contentType string) error {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
+func (d *sender) send(ctx context.Context, sub *herald.Subscription, msgID string, ev *herald.Event, att *herald.Attempt, body []byte, contentType string) error {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, sub.Method, sub.URL, bytes.NewReader(body))
 	if err != nil {
@@ -189,10 +198,10 @@ func (d *Dispatcher) send(ctx context.Context, sub *herald.Subscription, msgID s
 	h.Set(webhook.HeaderAttempt, strconv.Itoa(att.Number))
 	h.Set(webhook.HeaderSequence, strconv.FormatUint(ev.Sequence, 10))
 	if len(sub.CredentialIDs) > 0 {
-		if d.cfg.Credentials == nil {
+		if d.creds == nil {
 			return &herald.DeliveryError{Err: errors.New("the subscription names credentials but this dispatcher has no credential store")}
 		}
-		if err := d.cfg.Credentials.Apply(ctx, sub.Cloud, sub.CredentialIDs, h, msgID, att.At, body); err != nil {
+		if err := d.creds.Apply(ctx, sub.Cloud, sub.CredentialIDs, h, msgID, att.At, body); err != nil {
 			// A deleted credential may be replaced by an update of the
 			// subscription: retry on schedule rather than send unsigned.
 			return &herald.DeliveryError{Retryable: true, Err: fmt.Errorf("apply credentials: %w", err)}
@@ -204,8 +213,8 @@ func (d *Dispatcher) send(ctx context.Context, sub *herald.Subscription, msgID s
 	if err != nil {
 		elapsed := time.Since(start)
 		att.DurationMS = ms(elapsed)
-		d.metrics.attemptDuration.WithLabelValues("error").Observe(elapsed.Seconds())
-		return &herald.DeliveryError{Retryable: true, Err: describeTransportError(err, d.cfg.AttemptTimeout)}
+		d.observeAttempt("error", elapsed)
+		return &herald.DeliveryError{Retryable: true, Err: describeTransportError(err, d.timeout)}
 	}
 	var excerpt [herald.MaxResponseExcerpt]byte
 	n, _ := io.ReadFull(resp.Body, excerpt[:])
@@ -216,7 +225,7 @@ func (d *Dispatcher) send(ctx context.Context, sub *herald.Subscription, msgID s
 	att.DurationMS = ms(elapsed)
 	att.StatusCode = resp.StatusCode
 	att.Response = strings.ToValidUTF8(string(excerpt[:n]), "\uFFFD")
-	d.metrics.attemptDuration.WithLabelValues(strconv.Itoa(resp.StatusCode/100) + "xx").Observe(elapsed.Seconds())
+	d.observeAttempt(strconv.Itoa(resp.StatusCode/100)+"xx", elapsed)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
@@ -225,6 +234,12 @@ func (d *Dispatcher) send(ctx context.Context, sub *herald.Subscription, msgID s
 		Retryable:  true,
 		RetryAfter: retryAfter(resp, att.At),
 		Err:        errors.New(http.StatusText(resp.StatusCode)),
+	}
+}
+
+func (d *sender) observeAttempt(class string, took time.Duration) {
+	if d.observe != nil {
+		d.observe(class, took.Seconds())
 	}
 }
 
@@ -337,7 +352,7 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 		}
 		d.metrics.deliveries.WithLabelValues("retry").Inc()
 		log.Debug().Int("attempt", len(j.rec.Attempts)).Dur("next_in", delay).Str("error", de.Error()).Msg("attempt failed; retry scheduled")
-		if delay > d.cfg.ParkAfter {
+		if d.shouldPark(delay) {
 			if err := d.park(ctx, j, next); err == nil {
 				_ = j.msg.Ack()
 				return

@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -156,9 +158,12 @@ type Dispatcher struct {
 	cfg       Config
 	log       zerolog.Logger
 	js        jetstream.JetStream
-	client    *client
+	sender    *sender
 	endpoints *endpointLimits
 	metrics   *metrics
+	// ackPending is the deliver consumer's NumAckPending, sampled every
+	// few seconds: the pressure that makes settle park even short retries.
+	ackPending atomic.Int64
 }
 
 // New returns a Dispatcher; Run starts it.
@@ -172,10 +177,15 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, err
 	}
 	return &Dispatcher{
-		cfg:       cfg,
-		log:       cfg.Logger.With().Str("component", "dispatcher").Logger(),
-		js:        cfg.JetStream,
-		client:    newClient(cfg.AttemptTimeout, cfg.EndpointConcurrency, cfg.AllowPrivateTargets),
+		cfg: cfg,
+		log: cfg.Logger.With().Str("component", "dispatcher").Logger(),
+		js:  cfg.JetStream,
+		sender: &sender{
+			client:  newClient(cfg.AttemptTimeout, cfg.EndpointConcurrency, cfg.AllowPrivateTargets),
+			creds:   cfg.Credentials,
+			timeout: cfg.AttemptTimeout,
+			observe: func(class string, s float64) { m.attemptDuration.WithLabelValues(class).Observe(s) },
+		},
 		endpoints: newEndpointLimits(cfg.EndpointConcurrency),
 		metrics:   m,
 	}, nil
@@ -203,6 +213,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		fs.stop()
 		return err
 	}
+	go d.watchPressure(ctx, del)
+	go d.watchBacklog(ctx)
 	d.log.Info().Int("max_in_flight", d.cfg.MaxInFlight).Int("endpoint_concurrency", d.cfg.EndpointConcurrency).Msg("dispatcher running")
 	<-ctx.Done()
 	var wg sync.WaitGroup
@@ -211,7 +223,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); s.stop() }()
 	}
 	wg.Wait()
-	d.client.close()
+	d.sender.client.close()
 	d.log.Info().Msg("dispatcher stopped")
 	return nil
 }
@@ -233,4 +245,72 @@ func (d *Dispatcher) consumer(ctx context.Context, cc jetstream.ConsumerConfig, 
 		return nil, fmt.Errorf("dispatcher: consumer %s on %s: %w", cc.Durable, stream, err)
 	}
 	return cons, nil
+}
+
+// parkPressure is the ack-pending count above which every retry of 2 s or
+// more is parked as a message schedule, whatever ParkAfter says: retries
+// held on the consumer count against MaxAckPending, and once that fills the
+// consumer stops handing out fresh deliveries to every endpoint.
+func (d *Dispatcher) parkPressure() int64 { return int64(d.cfg.MaxAckPending / 10) }
+
+// watchPressure samples the deliver consumer's ack-pending count.
+func (d *Dispatcher) watchPressure(ctx context.Context, cons jetstream.Consumer) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		info, err := cons.Info(ictx)
+		cancel()
+		if err == nil {
+			d.ackPending.Store(int64(info.NumAckPending))
+			d.metrics.ackPending.Set(float64(info.NumAckPending))
+			d.metrics.waiting.Set(float64(info.NumPending))
+		}
+	}
+}
+
+// shouldPark reports whether a retry due in delay waits as a message
+// schedule rather than a NakWithDelay.
+func (d *Dispatcher) shouldPark(delay time.Duration) bool {
+	return delay > d.cfg.ParkAfter || (delay >= 2*time.Second && d.ackPending.Load() > d.parkPressure())
+}
+
+// watchBacklog refreshes herald_retry_backlog from the deliveries stream's
+// per-subject counts: every delivery message of a subscription still in
+// the stream, waiting for a worker or for its NAK delay. Parked retries
+// are counted in herald_retries_parked_waiting, for all subscriptions.
+func (d *Dispatcher) watchBacklog(ctx context.Context) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s, err := d.js.Stream(ictx, streams.Deliveries)
+		var info *jetstream.StreamInfo
+		if err == nil {
+			info, err = s.Info(ictx, jetstream.WithSubjectFilter(streams.DeliveryFilter))
+		}
+		cancel()
+		if err != nil {
+			continue
+		}
+		d.metrics.backlog.Reset()
+		var queued uint64
+		for subj, n := range info.State.Subjects {
+			rest := strings.TrimPrefix(subj, herald.DeliverySubjectPrefix)
+			cloud, sub, _ := strings.Cut(rest, ".")
+			d.metrics.backlog.WithLabelValues(cloud, sub).Set(float64(n))
+			queued += n
+		}
+		d.metrics.parkedWaiting.Set(float64(info.State.Msgs - min(queued, info.State.Msgs)))
+	}
 }

@@ -9,6 +9,10 @@ type metrics struct {
 	fanout          prometheus.Counter
 	deliveries      *prometheus.CounterVec
 	parked          prometheus.Counter
+	ackPending      prometheus.Gauge
+	backlog         *prometheus.GaugeVec
+	parkedWaiting   prometheus.Gauge
+	waiting         prometheus.Gauge
 	attemptDuration *prometheus.HistogramVec
 }
 
@@ -30,13 +34,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_retries_parked_total",
 			Help: "Retries due later than the park threshold, parked as JetStream message schedules.",
 		}),
+		ackPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_deliver_ack_pending",
+			Help: "Delivery messages handed out and not yet settled, retries waiting on a NAK delay included (the deliver consumer's NumAckPending).",
+		}),
+		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_retry_backlog",
+			Help: "Delivery messages of a subscription in the stream: waiting for a worker or for their retry delay (parked retries excluded). The same on every dispatcher: aggregate with max, not sum.",
+		}, []string{"cloud", "subscription"}),
+		parkedWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_retries_parked_waiting",
+			Help: "Retries parked as message schedules and not yet due, all subscriptions together.",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_deliver_waiting",
+			Help: "Delivery messages in the stream not yet handed to a dispatcher (the deliver consumer's NumPending).",
+		}),
 		attemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herald_attempt_duration_seconds",
 			Help:    "Duration of HTTP attempts, by answer class (2xx, 4xx, 5xx, …, or error for no answer).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"class"}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.fanout, m.deliveries, m.parked, m.attemptDuration} {
+	for _, c := range []prometheus.Collector{m.events, m.fanout, m.deliveries, m.parked, m.ackPending, m.backlog, m.parkedWaiting, m.waiting, m.attemptDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -48,6 +48,9 @@ type Registry struct {
 // schema is one type's compiled schema.
 type schema struct {
 	root *jsonschema.Schema
+	// example is the schema's first "examples" entry, valid against it
+	// (nil when the schema has none): the data of test notifications.
+	example json.RawMessage
 	// nodes holds every subschema by location, so that an error can be
 	// described by the whole rule it broke ("an integer between 0 and 100")
 	// rather than by the one keyword that failed.
@@ -143,6 +146,17 @@ func compile(typ string, src []byte) (*schema, error) {
 	}
 	s := &schema{root: root, nodes: map[string]*jsonschema.Schema{}}
 	s.index(root)
+	if len(root.Examples) > 0 {
+		if err := root.Validate(root.Examples[0]); err != nil {
+			return nil, fmt.Errorf("its first example does not satisfy it: %w", err)
+		}
+		if _, ok := root.Examples[0].(map[string]any); !ok {
+			return nil, fmt.Errorf("its first example is not a JSON object")
+		}
+		if s.example, err = json.Marshal(root.Examples[0]); err != nil {
+			return nil, fmt.Errorf("its first example: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -219,6 +233,17 @@ func (r *Registry) Known(typ string) bool {
 // caller's.
 func (r *Registry) Types() []string {
 	return slices.Clone(r.types)
+}
+
+// Example returns sample data of typ, valid against its schema: the first
+// entry of the schema's "examples". ok is false for an unknown type or a
+// schema without examples.
+func (r *Registry) Example(typ string) (data json.RawMessage, ok bool) {
+	s, found := r.schemas[typ]
+	if !found || s.example == nil {
+		return nil, false
+	}
+	return s.example, true
 }
 
 // Validate checks data, the event's data object as raw JSON, against the

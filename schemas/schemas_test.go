@@ -463,3 +463,36 @@ func ExampleRegistry_Validate() {
 	// data.progress: must be an integer between 0 and 100
 	// data.video_id: is required
 }
+
+func TestEveryBuiltInTypeHasAValidExample(t *testing.T) {
+	r, err := schemas.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range r.Types() {
+		t.Run(typ, func(t *testing.T) {
+			ex, ok := r.Example(typ)
+			if !ok {
+				t.Fatal("no example")
+			}
+			if err := r.Validate(typ, ex); err != nil {
+				t.Errorf("example %s is invalid: %v", ex, err)
+			}
+		})
+	}
+	if _, ok := r.Example("no-such-type"); ok {
+		t.Error("an unknown type has an example")
+	}
+}
+
+func TestSchemaWithAnInvalidExampleIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	src := `{"type":"object","required":["a"],"examples":[{"b":1}]}`
+	if err := os.WriteFile(filepath.Join(dir, "thing.json"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := schemas.New(dir)
+	if err == nil || !strings.Contains(err.Error(), "thing.json") || !strings.Contains(err.Error(), "example") {
+		t.Errorf("error %v, want one naming thing.json and its example", err)
+	}
+}

@@ -219,3 +219,5 @@ func TestCommandLineErrors(t *testing.T) {
 		})
 	}
 }
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
