@@ -236,4 +236,3 @@ func rssBytes() uint64 {
 	_, _ = fmt.Sscan(string(b), &size, &rss)
 	return rss * uint64(os.Getpagesize())
 }
-
