@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -80,8 +81,8 @@ type endpointLimits struct {
 }
 
 type endpointState struct {
-	inFlight int
-	avg      time.Duration // exponentially weighted attempt duration
+	started []time.Time   // start of each attempt in flight (at most per)
+	avg     time.Duration // exponentially weighted attempt duration
 }
 
 func newEndpointLimits(per int) *endpointLimits {
@@ -107,36 +108,45 @@ func (l *endpointLimits) acquire(rawURL string) (release func(time.Duration), ok
 		st = &endpointState{}
 		l.m[key] = st
 	}
-	if st.inFlight >= l.per {
+	if len(st.started) >= l.per {
 		return nil, false
 	}
-	st.inFlight++
+	start := time.Now()
+	st.started = append(st.started, start)
 	return func(took time.Duration) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		st.inFlight--
+		if i := slices.Index(st.started, start); i >= 0 {
+			st.started = slices.Delete(st.started, i, i+1)
+		}
 		if st.avg == 0 {
 			st.avg = took
 		} else {
 			st.avg += (took - st.avg) / 8
 		}
-		if st.inFlight == 0 && st.avg < time.Millisecond {
+		if len(st.started) == 0 && st.avg < time.Millisecond {
 			delete(l.m, key) // forget idle, fast endpoints; slow ones keep their average
 		}
 	}, true
 }
 
 // busyDelay is how long a delivery to a busy endpoint waits before it is
-// offered again: twice the endpoint's average attempt, between 100 ms and
-// the attempt timeout, with jitter so deferred deliveries do not return in
-// a herd.
+// offered again: twice the endpoint's average attempt, or how long its
+// oldest attempt in flight has run if that is longer (an endpoint that
+// hangs has no finished attempts to average yet), between 100 ms and the
+// attempt timeout, with jitter so deferred deliveries do not return in a
+// herd. Each deferral is a redelivery, which JetStream serves before fresh
+// messages: deferring too eagerly would slow every other endpoint.
 func (l *endpointLimits) busyDelay(rawURL string, timeout time.Duration) time.Duration {
 	l.mu.Lock()
-	var avg time.Duration
+	var est time.Duration
 	if st := l.m[endpointKey(rawURL)]; st != nil {
-		avg = st.avg
+		est = 2 * st.avg
+		if len(st.started) > 0 {
+			est = max(est, time.Since(st.started[0]))
+		}
 	}
 	l.mu.Unlock()
-	d := min(max(2*avg, 100*time.Millisecond), timeout)
+	d := min(max(est, 100*time.Millisecond), timeout)
 	return d + rand.N(d/2+1)
 }
