@@ -109,19 +109,24 @@ func (c Config) EventsConfig() jetstream.StreamConfig {
 func (c Config) DeliveriesConfig() jetstream.StreamConfig {
 	c = c.withDefaults()
 	return jetstream.StreamConfig{
-		Name:              Deliveries,
-		Description:       "herald: one message per (event, subscription) until it is settled; parked retries",
-		Subjects:          []string{herald.DeliverySubjectPrefix + ">"},
-		Retention:         jetstream.WorkQueuePolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxMsgSize:        herald.MaxEnvelopeSize + 4096,
-		Duplicates:        c.DedupeWindow,
+		Name:        Deliveries,
+		Description: "herald: one message per (event, subscription) until it is settled; parked retries",
+		Subjects:    []string{herald.DeliverySubjectPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxMsgSize:  herald.MaxEnvelopeSize + 4096,
+		// Delivery messages are only published again by a fan-out retry or
+		// a re-park, minutes apart at most; every id in the window is held
+		// in the server's memory, and parked retries alone can be millions.
+		Duplicates:        deliveryDedupeWindow,
 		Storage:           jetstream.FileStorage,
 		Replicas:          c.Replicas,
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
 	}
 }
+
+const deliveryDedupeWindow = 10 * time.Minute
 
 // DeliveryFilter is the subject filter of the deliver consumer: delivery
 // messages, not the parked retries beside them.
