@@ -349,3 +349,37 @@ func TestConcurrentRequests(t *testing.T) {
 		t.Errorf("%d writes, %d entries, want %d each; %d not whole entries", out.writes, out.entries, clients*each, len(out.bad))
 	}
 }
+
+// TestRotatedSignatureVerdict: while herald rotates a secret it sends
+// "v1,<new> v1,<old>"; a listener given either secret, or both (several
+// --secret flags), says the signature is ok.
+func TestRotatedSignatureVerdict(t *testing.T) {
+	oldSecret, _, _ := webhook.NewSecret()
+	newSecret, _, _ := webhook.NewSecret()
+	stranger, _, _ := webhook.NewSecret()
+	req := func() *http.Request {
+		r := notification(t, "json", "state_changed", `{"job_id":"j1","state":"finished"}`)
+		body, _ := json.Marshal(map[string]string{"event": "state_changed", "job_id": "j1", "state": "finished"})
+		r.Header.Set(webhook.HeaderSignature, webhook.SignatureHeader([]webhook.Secret{newSecret, oldSecret}, r.Header.Get(webhook.HeaderID), clock, body))
+		return r
+	}
+	tests := []struct {
+		name    string
+		secrets []webhook.Secret
+		verdict string
+	}{
+		{"the old secret verifies", []webhook.Secret{oldSecret}, " signature ok\n"},
+		{"the new secret verifies", []webhook.Secret{newSecret}, " signature ok\n"},
+		{"both secrets verify", []webhook.Secret{oldSecret, newSecret}, " signature ok\n"},
+		{"another secret does not", []webhook.Secret{stranger}, " signature INVALID: no signature matches: checked 2 v1 signature(s) against 1 secret(s)\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, out := serve(t, listen.Config{Secrets: tt.secrets}, req())
+			line, _, _ := strings.Cut(out, "\n")
+			if !strings.HasSuffix(line+"\n", tt.verdict) {
+				t.Errorf("line %q, want it to end with %q", line, tt.verdict)
+			}
+		})
+	}
+}

@@ -66,3 +66,19 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSignatureHeaderRotated signs with two secrets, as during a
+// rotation.
+func BenchmarkSignatureHeaderRotated(b *testing.B) {
+	secrets := []webhook.Secret{mustSecret(b, exampleSecret), mustSecret(b, exampleSecret)}
+	body, err := webhook.AppendJSON(nil, "video-created", json.RawMessage(videoCreated))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := time.Unix(1_700_000_000, 0)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = webhook.SignatureHeader(secrets, "dlv_01HZX3J6Q9V5T2", ts, body)
+	}
+}

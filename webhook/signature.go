@@ -19,9 +19,12 @@ import (
 // SecretPrefix starts the text form of a signing secret.
 const SecretPrefix = "whsec_"
 
-// MinSecretSize is the shortest key ParseSecret accepts, in bytes: the
-// Standard Webhooks specification asks for 24 to 64.
-const MinSecretSize = 24
+// MinSecretSize and MaxSecretSize bound the key ParseSecret accepts, in
+// bytes: the Standard Webhooks specification asks for 24 to 64.
+const (
+	MinSecretSize = 24
+	MaxSecretSize = 64
+)
 
 // DefaultTolerance is how far a webhook-timestamp may lie from the
 // receiver's clock, either way, when Verify is given no tolerance: the
@@ -69,6 +72,9 @@ func ParseSecret(s string) (Secret, error) {
 	if len(key) < MinSecretSize {
 		return Secret{}, herald.Invalid("secret", fmt.Sprintf("key is %d bytes, fewer than the %d required", len(key), MinSecretSize))
 	}
+	if len(key) > MaxSecretSize {
+		return Secret{}, herald.Invalid("secret", fmt.Sprintf("key is %d bytes, more than the %d allowed", len(key), MaxSecretSize))
+	}
 	return Secret{key: key}, nil
 }
 
@@ -81,6 +87,9 @@ func NewSecret() (Secret, string, error) {
 	}
 	return Secret{key: key}, SecretPrefix + base64.StdEncoding.EncodeToString(key), nil
 }
+
+// Equal reports whether s and o are the same key, in constant time.
+func (s Secret) Equal(o Secret) bool { return subtle.ConstantTimeCompare(s.key, o.key) == 1 }
 
 // String returns "whsec_…redacted", never the key.
 func (s Secret) String() string { return redacted }
@@ -112,6 +121,29 @@ func (s Secret) Sign(msgID string, ts time.Time, body []byte) string {
 	prefix = append(prefix, '.')
 	var sig [sigLen]byte
 	return string(s.sign(sig[:0], prefix, body))
+}
+
+// SignatureHeader returns the webhook-signature value of a message signed
+// by every one of secrets, in order, space-separated: "v1,<a> v1,<b>". A
+// secret being rotated out signs beside its successor, so that a receiver
+// that knows either one verifies. It returns "" for no secrets.
+func SignatureHeader(secrets []Secret, msgID string, ts time.Time, body []byte) string {
+	if len(secrets) == 0 {
+		return ""
+	}
+	prefix := make([]byte, 0, len(msgID)+22)
+	prefix = append(prefix, msgID...)
+	prefix = append(prefix, '.')
+	prefix = strconv.AppendInt(prefix, ts.Unix(), 10)
+	prefix = append(prefix, '.')
+	out := make([]byte, 0, len(secrets)*(sigLen+1))
+	for i, s := range secrets {
+		if i > 0 {
+			out = append(out, ' ')
+		}
+		out = s.sign(out, prefix, body)
+	}
+	return string(out)
 }
 
 // sign appends "v1,<base64 MAC of prefix and body>" to dst.

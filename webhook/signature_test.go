@@ -168,6 +168,7 @@ func TestParseSecret(t *testing.T) {
 		{"url alphabet", "whsec_" + base64.URLEncoding.EncodeToString([]byte("\xfb\xff0123456789abcdef0123456789")), "not valid base64"},
 		{"too short", "whsec_" + base64.StdEncoding.EncodeToString(key[:23]), "23 bytes"},
 		{"prefix only", "whsec_", "0 bytes"},
+		{"too long", "whsec_" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 65))), "65 bytes, more than the 64"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,5 +235,60 @@ func TestSecretNeverPrintsKey(t *testing.T) {
 	}
 	if got := fmt.Sprintf("%d", s); strings.Contains(got, leaks[4]) {
 		t.Errorf("%%d = %q", got)
+	}
+}
+
+// TestSignatureHeaderRotation: during a rotation herald signs with the new
+// secret and the old one, space-separated; a receiver that knows either
+// one verifies, one that knows neither does not.
+func TestSignatureHeaderRotation(t *testing.T) {
+	old := mustSecret(t, exampleSecret)
+	fresh, _, err := webhook.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, _, _ := webhook.NewSecret()
+	body := []byte(exampleBody)
+	header := webhook.SignatureHeader([]webhook.Secret{fresh, old}, exampleID, exampleTime, body)
+	want := fresh.Sign(exampleID, exampleTime, body) + " " + exampleSignature
+	if header != want {
+		t.Fatalf("header %q, want %q", header, want)
+	}
+	tests := []struct {
+		name    string
+		secrets []webhook.Secret
+		ok      bool
+	}{
+		{"the new secret alone verifies", []webhook.Secret{fresh}, true},
+		{"the old secret alone verifies", []webhook.Secret{old}, true},
+		{"both verify", []webhook.Secret{stranger, old, fresh}, true},
+		{"another secret does not", []webhook.Secret{stranger}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := webhook.Verify(tt.secrets, exampleID, exampleTimestamp, header, body, exampleTime, 0)
+			if (err == nil) != tt.ok {
+				t.Fatalf("Verify = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+	t.Run("one secret is Sign", func(t *testing.T) {
+		if got := webhook.SignatureHeader([]webhook.Secret{old}, exampleID, exampleTime, body); got != exampleSignature {
+			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("no secret is empty", func(t *testing.T) {
+		if got := webhook.SignatureHeader(nil, exampleID, exampleTime, body); got != "" {
+			t.Errorf("got %q", got)
+		}
+	})
+}
+
+func TestSecretEqual(t *testing.T) {
+	a := mustSecret(t, exampleSecret)
+	b := mustSecret(t, exampleSecret+"==")
+	c, _, _ := webhook.NewSecret()
+	if !a.Equal(b) || a.Equal(c) {
+		t.Errorf("Equal: same key %v, other key %v", a.Equal(b), a.Equal(c))
 	}
 }
