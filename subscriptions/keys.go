@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,4 +97,75 @@ func (k *Keys) Authenticate(ctx context.Context, token string) (string, error) {
 		return "", herald.ErrUnauthorized
 	}
 	return sk.Cloud, nil
+}
+
+// List returns cloud's keys (id, cloud, time of minting; never a token or
+// a hash), oldest first.
+func (k *Keys) List(ctx context.Context, cloud string) ([]herald.Key, error) {
+	if !herald.ValidCloud(cloud) {
+		return nil, herald.ErrNotFound
+	}
+	lister, err := k.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", kvErr(err))
+	}
+	var ids []string
+	for id := range lister.Keys() {
+		ids = append(ids, id)
+	}
+	out := []herald.Key{}
+	for _, id := range ids {
+		sk, _, err := k.get(ctx, id)
+		if errors.Is(err, herald.ErrNotFound) {
+			continue // revoked since it was listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		if sk.Cloud == cloud {
+			out = append(out, sk.Key)
+		}
+	}
+	slices.SortFunc(out, func(a, b herald.Key) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Delete revokes key id of cloud. It takes effect at once: Authenticate
+// reads the bucket on every call. A key of another cloud is
+// herald.ErrNotFound, as one that does not exist.
+func (k *Keys) Delete(ctx context.Context, cloud, id string) error {
+	if !herald.ValidCloud(cloud) {
+		return herald.ErrNotFound
+	}
+	sk, rev, err := k.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if sk.Cloud != cloud {
+		return herald.ErrNotFound
+	}
+	if err := k.kv.Delete(ctx, id, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("delete key: %w", kvErr(err))
+	}
+	return nil
+}
+
+func (k *Keys) get(ctx context.Context, id string) (storedKey, uint64, error) {
+	if !strings.HasPrefix(id, "key_") || !herald.ValidObjectID(id) {
+		return storedKey{}, 0, herald.ErrNotFound
+	}
+	e, err := k.kv.Get(ctx, id)
+	if err != nil {
+		return storedKey{}, 0, fmt.Errorf("get key: %w", kvErr(err))
+	}
+	var sk storedKey
+	if err := json.Unmarshal(e.Value(), &sk); err != nil {
+		return storedKey{}, 0, fmt.Errorf("get key %s: decode: %w", id, err)
+	}
+	return sk, e.Revision(), nil
 }

@@ -1,11 +1,14 @@
-// Package subscriptions keeps the tenants' endpoints and keys in JetStream
-// KV, and gives dispatchers a cache of every subscription, fed by a KV watch,
-// to match events against.
+// Package subscriptions keeps the tenants' endpoints, keys and credentials in
+// JetStream KV, and gives dispatchers caches of every subscription and every
+// credential, fed by KV watches, to match events against and to sign and
+// authorize requests with.
 //
 // Subscriptions live in the bucket herald_subscriptions under the key
-// "<cloud>.<subscription id>", as JSON. Every change goes through the KV's
-// optimistic concurrency (a revision check), so two writers never overwrite
-// each other silently.
+// "<cloud>.<subscription id>", as JSON; credentials in herald_credentials
+// under "<cloud>.<credential id>", their secrets sealed with AES-256-GCM;
+// cloud keys in herald_keys by key id, as hashes. Every change goes through
+// the KV's optimistic concurrency (a revision check), so two writers never
+// overwrite each other silently.
 package subscriptions
 
 import (
@@ -20,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/egress"
 	"github.com/herald-webhooks/herald/streams"
 )
 
@@ -38,8 +42,16 @@ type Types interface {
 type Config struct {
 	JetStream jetstream.JetStream
 	Types     Types
-	Replicas  int              // default 1
-	Now       func() time.Time // default time.Now
+	// Credentials is where the credentials a subscription names must
+	// exist, in its cloud. Nil: a subscription may name none.
+	Credentials *Credentials
+	// AllowPrivateTargets accepts URLs whose host is a loopback, private,
+	// link-local or otherwise internal IP literal, or localhost. By
+	// default they are refused (see egress.CheckURL); names that resolve
+	// to such addresses are refused when dialled.
+	AllowPrivateTargets bool
+	Replicas            int              // default 1
+	Now                 func() time.Time // default time.Now
 }
 
 // Validate checks cfg.
@@ -55,9 +67,11 @@ func (c Config) Validate() error {
 
 // Store reads and writes subscriptions. It is safe for concurrent use.
 type Store struct {
-	kv    jetstream.KeyValue
-	types Types
-	now   func() time.Time
+	kv           jetstream.KeyValue
+	types        Types
+	creds        *Credentials
+	allowPrivate bool
+	now          func() time.Time
 }
 
 // Open creates the bucket if needed and returns a Store on it.
@@ -68,17 +82,22 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	kv, err := openBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
+	kv, err := openBucket(ctx, cfg.JetStream, subscriptionsBucket(cfg.Replicas))
+	if err != nil {
+		return nil, err
+	}
+	return &Store{kv: kv, types: cfg.Types, creds: cfg.Credentials, allowPrivate: cfg.AllowPrivateTargets, now: cfg.Now}, nil
+}
+
+// subscriptionsBucket is the subscriptions bucket's configuration.
+func subscriptionsBucket(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "herald: subscriptions by <cloud>.<id>",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		Replicas:    max(cfg.Replicas, 1),
-	})
-	if err != nil {
-		return nil, err
+		Replicas:    max(replicas, 1),
 	}
-	return &Store{kv: kv, types: cfg.Types, now: cfg.Now}, nil
 }
 
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
@@ -99,7 +118,7 @@ func key(cloud, id string) string { return cloud + "." + id }
 // Create validates a new subscription of cloud built from p and stores it.
 func (s *Store) Create(ctx context.Context, cloud string, p herald.SubscriptionPatch) (herald.Subscription, error) {
 	sub := herald.NewSubscription(cloud, p, s.now())
-	if err := sub.Validate(s.types.Known); err != nil {
+	if err := s.validate(ctx, &sub, p, true); err != nil {
 		return herald.Subscription{}, err
 	}
 	n, err := s.count(ctx, cloud)
@@ -113,10 +132,117 @@ func (s *Store) Create(ctx context.Context, cloud string, p herald.SubscriptionP
 	if err != nil {
 		return herald.Subscription{}, fmt.Errorf("create subscription: %w", err)
 	}
-	if _, err := s.kv.Create(ctx, key(cloud, sub.ID), b); err != nil {
+	rev, err := s.kv.Create(ctx, key(cloud, sub.ID), b)
+	if err != nil {
 		return herald.Subscription{}, fmt.Errorf("create subscription: %w", kvErr(err))
 	}
+	if err := s.recheckCredentials(ctx, &sub, p); err != nil {
+		// A credential was deleted meanwhile: take the subscription back.
+		if derr := s.kv.Delete(ctx, key(cloud, sub.ID), jetstream.LastRevision(rev)); derr != nil {
+			return herald.Subscription{}, fmt.Errorf("create subscription: a credential went away and the subscription could not be taken back: %w", kvErr(derr))
+		}
+		return herald.Subscription{}, err
+	}
 	return sub, nil
+}
+
+// validate checks sub, built from p: its fields, its URL against the
+// address guard (on create, or when p changes the URL), and that the
+// credentials it names exist in its cloud and set different things (on
+// create, or when p changes them).
+func (s *Store) validate(ctx context.Context, sub *herald.Subscription, p herald.SubscriptionPatch, creating bool) error {
+	if err := sub.Validate(s.types.Known); err != nil {
+		return renameCredentialField(err, p)
+	}
+	if creating || p.URL != nil {
+		if err := egress.CheckURL(sub.URL, s.allowPrivate); err != nil {
+			switch {
+			case errors.Is(err, egress.ErrNumericHost):
+				return herald.Invalid("url", "host is a number but not a dotted-quad IPv4 address: write it as a.b.c.d or use a name")
+			default:
+				return herald.Invalid("url", "must not point at a loopback, private, link-local or other internal address")
+			}
+		}
+	}
+	if creating || touchesCredentials(p) {
+		return s.checkCredentials(ctx, sub, p)
+	}
+	return nil
+}
+
+func touchesCredentials(p herald.SubscriptionPatch) bool {
+	return p.CredentialID != nil || p.CredentialIDs != nil
+}
+
+// credentialField names the field of p that put the i-th credential id in
+// the subscription's list: credential_id comes first, then credential_ids.
+func credentialField(p herald.SubscriptionPatch, i int) string {
+	if p.CredentialID != nil && *p.CredentialID != "" {
+		if i == 0 {
+			return "credential_id"
+		}
+		i--
+	}
+	return fmt.Sprintf("credential_ids[%d]", i)
+}
+
+// renameCredentialField rewrites a validation error on "credential_ids[i]"
+// to name the field the client actually sent.
+func renameCredentialField(err error, p herald.SubscriptionPatch) error {
+	var ve *herald.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	var i int
+	if n, _ := fmt.Sscanf(ve.Field, "credential_ids[%d]", &i); n == 1 {
+		return herald.Invalid(credentialField(p, i), ve.Message)
+	}
+	return err
+}
+
+// checkCredentials checks that every credential sub names exists in its
+// cloud and that no two set the same header.
+func (s *Store) checkCredentials(ctx context.Context, sub *herald.Subscription, p herald.SubscriptionPatch) error {
+	if len(sub.CredentialIDs) == 0 {
+		return nil
+	}
+	if s.creds == nil {
+		return herald.Invalid(credentialField(p, 0), "this herald has no credential store")
+	}
+	effects := map[string]int{}
+	for i, id := range sub.CredentialIDs {
+		effect, err := s.creds.usable(ctx, sub.Cloud, id)
+		if errors.Is(err, herald.ErrNotFound) {
+			return herald.Invalid(credentialField(p, i), fmt.Sprintf("no credential %s in this cloud", id))
+		}
+		if err != nil {
+			return err
+		}
+		if j, ok := effects[effect]; ok {
+			return herald.Invalid(credentialField(p, i), fmt.Sprintf("sets %s, as %s does already: a subscription takes one credential per header", effect, sub.CredentialIDs[j]))
+		}
+		effects[effect] = i
+	}
+	return nil
+}
+
+// recheckCredentials runs after a subscription naming credentials was
+// written: a credential deleted meanwhile answers the same 422 as one
+// that never existed, and the caller takes its write back. See
+// Credentials.Delete for why.
+func (s *Store) recheckCredentials(ctx context.Context, sub *herald.Subscription, p herald.SubscriptionPatch) error {
+	if s.creds == nil || len(sub.CredentialIDs) == 0 {
+		return nil
+	}
+	for i, id := range sub.CredentialIDs {
+		if _, err := s.creds.usable(ctx, sub.Cloud, id); err != nil {
+			if errors.Is(err, herald.ErrNotFound) {
+				return herald.Invalid(credentialField(p, i), fmt.Sprintf("no credential %s in this cloud", id))
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // Get returns one subscription, or herald.ErrNotFound.
@@ -171,13 +297,9 @@ func (s *Store) List(ctx context.Context, cloud string) ([]herald.Subscription, 
 }
 
 func (s *Store) keys(ctx context.Context, cloud string) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, cloud+".*")
+	keys, err := listKeys(ctx, s.kv, cloud)
 	if err != nil {
-		return nil, fmt.Errorf("list subscriptions: %w", kvErr(err))
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
+		return nil, fmt.Errorf("list subscriptions: %w", err)
 	}
 	return keys, nil
 }
@@ -194,16 +316,30 @@ func (s *Store) Update(ctx context.Context, cloud, id string, p herald.Subscript
 	if err != nil {
 		return herald.Subscription{}, err
 	}
+	old, err := json.Marshal(sub)
+	if err != nil {
+		return herald.Subscription{}, fmt.Errorf("update subscription: %w", err)
+	}
 	sub.Apply(p, s.now())
-	if err := sub.Validate(s.types.Known); err != nil {
+	if err := s.validate(ctx, &sub, p, false); err != nil {
 		return herald.Subscription{}, err
 	}
 	b, err := json.Marshal(sub)
 	if err != nil {
 		return herald.Subscription{}, fmt.Errorf("update subscription: %w", err)
 	}
-	if _, err := s.kv.Update(ctx, key(cloud, id), b, rev); err != nil {
+	rev, err = s.kv.Update(ctx, key(cloud, id), b, rev)
+	if err != nil {
 		return herald.Subscription{}, fmt.Errorf("update subscription: %w", kvErr(err))
+	}
+	if touchesCredentials(p) {
+		if err := s.recheckCredentials(ctx, &sub, p); err != nil {
+			// A credential was deleted meanwhile: put the old state back.
+			if _, uerr := s.kv.Update(ctx, key(cloud, id), old, rev); uerr != nil {
+				return herald.Subscription{}, fmt.Errorf("update subscription: a credential went away and the change could not be taken back: %w", kvErr(uerr))
+			}
+			return herald.Subscription{}, err
+		}
 	}
 	return sub, nil
 }
