@@ -1,15 +1,21 @@
 // Package api is herald's HTTP API: JSON under /v1 for cloud keys,
-// subscriptions and events, plus /healthz, /readyz and /metrics for
-// operators (SPEC §5).
+// subscriptions, credentials and events, plus /healthz, /readyz and
+// /metrics for operators (SPEC §5).
 //
 // Every /v1 route takes "Authorization: Bearer <token>". The admin token acts
 // on every cloud; a cloud key acts on its own cloud only, and any other cloud
-// answers 404 exactly as an object that does not exist. Errors are JSON
-// {"error": "...", "field": "..."}; one function, errorStatus, maps error
-// kinds to status codes.
+// answers 404 exactly as an object that does not exist. Failed
+// authentication is limited per client address (429 with Retry-After).
+// Errors are JSON {"error": "...", "field": "..."}; one function,
+// errorStatus, maps error kinds to status codes.
+//
+// Credentials are write-only: no answer carries a secret, except the one
+// herald generates for an hmac credential, shown once in the answer that
+// creates (or rotates) it, with Cache-Control: no-store.
 //
 // The package stores nothing itself: it speaks to the small interfaces
-// Subscriptions, Keys and Publisher, declared here and implemented elsewhere.
+// Subscriptions, Keys, Credentials and Publisher, declared here and
+// implemented elsewhere.
 package api
 
 import (
@@ -42,15 +48,41 @@ type Subscriptions interface {
 	Delete(ctx context.Context, cloud, id string) error
 }
 
-// Keys mints and checks cloud keys. Both methods are safe for concurrent use
-// and return herald.ErrUnavailable when storage cannot be reached.
+// Keys mints, lists, revokes and checks cloud keys. Every method is safe for
+// concurrent use and returns herald.ErrUnavailable when storage cannot be
+// reached.
 type Keys interface {
 	// Create mints a key for cloud; token is shown to the caller once and
 	// never stored in the clear.
 	Create(ctx context.Context, cloud string) (k herald.Key, token string, err error)
+	// List returns cloud's keys, without tokens.
+	List(ctx context.Context, cloud string) ([]herald.Key, error)
+	// Delete revokes a key of cloud, at once; a key of another cloud is
+	// herald.ErrNotFound.
+	Delete(ctx context.Context, cloud, id string) error
 	// Authenticate returns the cloud a key token belongs to, or
 	// herald.ErrUnauthorized.
 	Authenticate(ctx context.Context, token string) (cloud string, err error)
+}
+
+// Credentials stores a cloud's credentials, write-only. Every method is
+// safe for concurrent use, honours ctx, and returns herald.ErrNotFound for
+// an id that does not exist in that cloud, a *herald.ValidationError
+// naming the field for bad input (never quoting a secret),
+// herald.ErrConflict for a credential a subscription still names (Delete)
+// or a concurrent change, and herald.ErrUnavailable when storage cannot be
+// reached. No value returned holds a secret, except generated.
+type Credentials interface {
+	// Create stores a credential; generated is the secret herald made for
+	// an hmac credential sent without one (else empty), shown once.
+	Create(ctx context.Context, cloud string, spec herald.CredentialSpec) (c herald.Credential, generated string, err error)
+	Get(ctx context.Context, cloud, id string) (herald.Credential, error)
+	List(ctx context.Context, cloud string) ([]herald.Credential, error)
+	Delete(ctx context.Context, cloud, id string) error
+	// Rotate gives an hmac credential a new secret (generated when r has
+	// none, and then returned as generated); the previous one keeps
+	// signing until previousExpiresAt.
+	Rotate(ctx context.Context, cloud, id string, r herald.Rotation) (c herald.Credential, generated string, previousExpiresAt time.Time, err error)
 }
 
 // Publisher validates and publishes an event. It is safe for concurrent use.
@@ -67,13 +99,14 @@ const DefaultMaxBodyBytes = 1 << 20
 // readyTimeout caps one readiness check, whatever the prober's own timeout.
 const readyTimeout = 5 * time.Second
 
-// Config is what New needs. AdminToken, Subscriptions, Keys and Publisher
-// are required; every other zero value means the default.
+// Config is what New needs. AdminToken, Subscriptions, Keys, Credentials
+// and Publisher are required; every other zero value means the default.
 type Config struct {
 	// AdminToken acts on every cloud and alone may create cloud keys.
 	AdminToken    string
 	Subscriptions Subscriptions
 	Keys          Keys
+	Credentials   Credentials
 	Publisher     Publisher
 	// Ready reports readiness: nil when NATS is reachable and the streams
 	// exist. Its error text is shown on the unauthenticated /readyz, so it
@@ -88,6 +121,10 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; a longer one is answered 413.
 	// Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// AuthLimit limits failed authentication per client address.
+	AuthLimit AuthLimit
+	// Now is the clock of the authentication limit (default time.Now).
+	Now func() time.Time
 }
 
 // Validate reports the first thing wrong with c.
@@ -101,6 +138,8 @@ func (c Config) Validate() error {
 		return errors.New("api: Subscriptions is required")
 	case c.Keys == nil:
 		return errors.New("api: Keys is required")
+	case c.Credentials == nil:
+		return errors.New("api: Credentials is required")
 	case c.Publisher == nil:
 		return errors.New("api: Publisher is required")
 	case c.MaxBodyBytes < 0:
@@ -115,7 +154,9 @@ type API struct {
 	admin   [32]byte // SHA-256 of the admin token
 	subs    Subscriptions
 	keys    Keys
+	creds   Credentials
 	pub     Publisher
+	limit   *failureLimiter // nil: no limit
 	ready   func(ctx context.Context) error
 	log     zerolog.Logger
 	maxBody int64
@@ -132,6 +173,7 @@ func New(cfg Config) (*API, error) {
 		admin:   tokenSum(cfg.AdminToken),
 		subs:    cfg.Subscriptions,
 		keys:    cfg.Keys,
+		creds:   cfg.Credentials,
 		pub:     cfg.Publisher,
 		ready:   cfg.Ready,
 		log:     cfg.Logger.With().Str("component", "api").Logger(),
@@ -141,6 +183,11 @@ func New(cfg Config) (*API, error) {
 	if a.maxBody == 0 {
 		a.maxBody = DefaultMaxBodyBytes
 	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	a.limit = newFailureLimiter(cfg.AuthLimit.withDefaults(), now)
 	if cfg.Metrics != nil {
 		m, err := newMetrics(cfg.Metrics)
 		if err != nil {
@@ -170,10 +217,19 @@ type route struct {
 func (a *API) routes(reg *prometheus.Registry) {
 	const (
 		cloud = "/v1/clouds/{cloud}"
+		keys  = cloud + "/keys"
 		subs  = cloud + "/subscriptions"
+		creds = cloud + "/credentials"
 	)
 	table := []route{
-		{"POST", cloud + "/keys", a.adminOnly(a.createKey)},
+		{"POST", keys, a.adminOnly(a.createKey)},
+		{"GET", keys, a.adminOnly(a.listKeys)},
+		{"DELETE", keys + "/{id}", a.adminOnly(a.deleteKey)},
+		{"POST", creds, a.forCloud(a.createCredential)},
+		{"GET", creds, a.forCloud(a.listCredentials)},
+		{"GET", creds + "/{id}", a.forCloud(a.getCredential)},
+		{"DELETE", creds + "/{id}", a.forCloud(a.deleteCredential)},
+		{"POST", creds + "/{id}/rotate", a.forCloud(a.rotateCredential)},
 		{"POST", subs, a.forCloud(a.createSubscription)},
 		{"GET", subs, a.forCloud(a.listSubscriptions)},
 		{"GET", subs + "/{id}", a.forCloud(a.getSubscription)},

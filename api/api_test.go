@@ -34,6 +34,7 @@ type harness struct {
 	handler http.Handler
 	subs    *fakeSubscriptions
 	keys    *fakeKeys
+	creds   *fakeCredentials
 	pub     *fakePublisher
 	logs    *syncBuffer
 }
@@ -43,11 +44,12 @@ type harness struct {
 func newHarness(t testing.TB, opts ...func(*api.Config)) *harness {
 	t.Helper()
 	h := &harness{
-		t:    t,
-		subs: newFakeSubscriptions(),
-		keys: newFakeKeys(),
-		pub:  &fakePublisher{},
-		logs: &syncBuffer{},
+		t:     t,
+		subs:  newFakeSubscriptions(),
+		keys:  newFakeKeys(),
+		creds: newFakeCredentials(),
+		pub:   &fakePublisher{},
+		logs:  &syncBuffer{},
 	}
 	h.keys.add(acmeKey, "acme")
 	h.keys.add(globexKey, "globex")
@@ -55,6 +57,7 @@ func newHarness(t testing.TB, opts ...func(*api.Config)) *harness {
 		AdminToken:    adminToken,
 		Subscriptions: h.subs,
 		Keys:          h.keys,
+		Credentials:   h.creds,
 		Publisher:     h.pub,
 		Ready:         func(context.Context) error { return nil },
 		Metrics:       prometheus.NewRegistry(),
@@ -342,7 +345,8 @@ func TestRoutesAnswerSuccess(t *testing.T) {
 type v1Route struct {
 	name      string
 	method    string
-	path      string // %s is the cloud, then a subscription of acme
+	path      string // %s is the cloud, then an object of acme (see obj)
+	obj       string // which object the second %s is: "sub", "key", "crd" (bearer) or "hmac"
 	body      string
 	ok        int
 	adminOnly bool
@@ -350,20 +354,57 @@ type v1Route struct {
 
 var v1Routes = []v1Route{
 	{name: "create key", method: "POST", path: "/v1/clouds/%s/keys", ok: http.StatusCreated, adminOnly: true},
+	{name: "list keys", method: "GET", path: "/v1/clouds/%s/keys", ok: http.StatusOK, adminOnly: true},
+	{name: "revoke key", method: "DELETE", path: "/v1/clouds/%s/keys/%s", obj: "key", ok: http.StatusNoContent, adminOnly: true},
 	{name: "create subscription", method: "POST", path: "/v1/clouds/%s/subscriptions", body: subscriptionBody, ok: http.StatusCreated},
 	{name: "list subscriptions", method: "GET", path: "/v1/clouds/%s/subscriptions", ok: http.StatusOK},
-	{name: "read subscription", method: "GET", path: "/v1/clouds/%s/subscriptions/%s", ok: http.StatusOK},
-	{name: "change subscription", method: "PATCH", path: "/v1/clouds/%s/subscriptions/%s", body: `{"enabled":false}`, ok: http.StatusOK},
-	{name: "remove subscription", method: "DELETE", path: "/v1/clouds/%s/subscriptions/%s", ok: http.StatusNoContent},
+	{name: "read subscription", method: "GET", path: "/v1/clouds/%s/subscriptions/%s", obj: "sub", ok: http.StatusOK},
+	{name: "change subscription", method: "PATCH", path: "/v1/clouds/%s/subscriptions/%s", obj: "sub", body: `{"enabled":false}`, ok: http.StatusOK},
+	{name: "remove subscription", method: "DELETE", path: "/v1/clouds/%s/subscriptions/%s", obj: "sub", ok: http.StatusNoContent},
+	{name: "create credential", method: "POST", path: "/v1/clouds/%s/credentials", body: `{"name":"n","type":"bearer","token":"matrix-token"}`, ok: http.StatusCreated},
+	{name: "list credentials", method: "GET", path: "/v1/clouds/%s/credentials", ok: http.StatusOK},
+	{name: "read credential", method: "GET", path: "/v1/clouds/%s/credentials/%s", obj: "crd", ok: http.StatusOK},
+	{name: "remove credential", method: "DELETE", path: "/v1/clouds/%s/credentials/%s", obj: "crd", ok: http.StatusNoContent},
+	{name: "rotate credential", method: "POST", path: "/v1/clouds/%s/credentials/%s/rotate", obj: "hmac", body: `{}`, ok: http.StatusOK},
 	{name: "publish event", method: "POST", path: "/v1/clouds/%s/events", body: `{"type":"video-encoded","data":{"video_id":"v","encoding_ids":["e"]}}`, ok: http.StatusAccepted},
 }
 
-// pathFor fills r's path for cloud and subscription id.
-func (r v1Route) pathFor(cloud, id string) string {
+// objects are the ids of one object of each kind, seeded in acme.
+type objects map[string]string
+
+// seedAll seeds a subscription, a bearer and an hmac credential in acme,
+// and returns their ids and the id of acme's key.
+func (h *harness) seedAll() objects {
+	h.t.Helper()
+	return objects{
+		"sub":  h.seed("acme"),
+		"key":  h.keys.idOf(acmeKey),
+		"crd":  h.creds.seed("acme", herald.CredentialBearer),
+		"hmac": h.creds.seed("acme", herald.CredentialHMAC),
+	}
+}
+
+// pathFor fills r's path for cloud and the objects.
+func (r v1Route) pathFor(cloud string, objs objects) string {
 	if strings.Count(r.path, "%s") == 2 {
-		return fmt.Sprintf(r.path, cloud, id)
+		return fmt.Sprintf(r.path, cloud, objs[r.obj])
 	}
 	return fmt.Sprintf(r.path, cloud)
+}
+
+// state counts what the fakes hold, to check that a refused request
+// changed nothing.
+func (h *harness) state() string {
+	h.subs.mu.Lock()
+	subs := len(h.subs.byID)
+	h.subs.mu.Unlock()
+	h.creds.mu.Lock()
+	creds := len(h.creds.byID)
+	h.creds.mu.Unlock()
+	h.keys.mu.Lock()
+	keys := len(h.keys.keys)
+	h.keys.mu.Unlock()
+	return fmt.Sprintf("%d subscriptions, %d credentials, %d keys, %d events", subs, creds, keys, h.pub.seq.Load())
 }
 
 // missingBody is the body of a 404 for an object that does not exist.
@@ -400,7 +441,9 @@ func TestAuthMatrix(t *testing.T) {
 			}
 			t.Run(fmt.Sprintf("%s/%s answers %d", rt.name, p.name, want), func(t *testing.T) {
 				h := newHarness(t)
-				r := h.do(rt.method, rt.pathFor("acme", h.seed("acme")), p.token, rt.body)
+				objs := h.seedAll()
+				before := h.state()
+				r := h.do(rt.method, rt.pathFor("acme", objs), p.token, rt.body)
 				r.wantStatus(t, want)
 				switch want {
 				case http.StatusUnauthorized:
@@ -417,8 +460,8 @@ func TestAuthMatrix(t *testing.T) {
 				case http.StatusForbidden:
 					r.errorOf(t)
 				}
-				if want >= 400 && len(h.subs.byID) != 1 {
-					t.Errorf("a refused request changed the store: %d subscriptions", len(h.subs.byID))
+				if after := h.state(); want >= 400 && after != before {
+					t.Errorf("a refused request changed the stores: %s, then %s", before, after)
 				}
 			})
 		}
@@ -457,7 +500,7 @@ func TestNotFoundBodiesAreIdentical(t *testing.T) {
 		{"id herald never mints", "GET", "/v1/clouds/acme/subscriptions/not-an-id", acmeKey},
 		{"missing subscription deleted", "DELETE", "/v1/clouds/acme/subscriptions/sub_gone", adminToken},
 		{"unknown /v1 path", "GET", "/v1/nothing/here", adminToken},
-		{"unknown route under a cloud", "GET", "/v1/clouds/acme/deliveries", adminToken},
+		{"unknown route under a cloud", "GET", "/v1/clouds/acme/nothing", adminToken},
 		{"trailing slash", "GET", "/v1/clouds/acme/subscriptions/", adminToken},
 		{"unclean path", "GET", "/v1/clouds/acme/../acme/subscriptions", adminToken},
 		{"path outside /v1", "GET", "/nothing", ""},
@@ -477,7 +520,7 @@ func TestInvalidCloudForAdminNamesField(t *testing.T) {
 	h := newHarness(t)
 	for _, rt := range v1Routes {
 		t.Run(rt.name+" answers 422 cloud", func(t *testing.T) {
-			r := h.do(rt.method, rt.pathFor("bad.cloud", "sub_x"), adminToken, rt.body)
+			r := h.do(rt.method, rt.pathFor("bad.cloud", objects{"sub": "sub_x", "key": "key_x", "crd": "crd_x", "hmac": "crd_y"}), adminToken, rt.body)
 			r.wantStatus(t, http.StatusUnprocessableEntity)
 			if _, field := r.errorOf(t); field != "cloud" {
 				t.Errorf("field = %q, want cloud", field)
@@ -669,7 +712,10 @@ func TestWrongMethodAnswers405(t *testing.T) {
 	}{
 		{"PUT", "/v1/clouds/acme/subscriptions", "GET, HEAD, POST"},
 		{"POST", "/v1/clouds/acme/subscriptions/sub_x", "DELETE, GET, HEAD, PATCH"},
-		{"GET", "/v1/clouds/acme/keys", "POST"},
+		{"PUT", "/v1/clouds/acme/keys", "GET, HEAD, POST"},
+		{"GET", "/v1/clouds/acme/keys/key_x", "DELETE"},
+		{"PATCH", "/v1/clouds/acme/credentials/crd_x", "DELETE, GET, HEAD"},
+		{"GET", "/v1/clouds/acme/credentials/crd_x/rotate", "POST"},
 		{"DELETE", "/v1/clouds/acme/events", "POST"},
 		{"POST", "/healthz", "GET, HEAD"},
 		{"POST", "/readyz", "GET, HEAD"},
@@ -787,7 +833,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	ok := api.Config{AdminToken: "t", Subscriptions: newFakeSubscriptions(), Keys: newFakeKeys(), Publisher: &fakePublisher{}}
+	ok := api.Config{AdminToken: "t", Subscriptions: newFakeSubscriptions(), Keys: newFakeKeys(), Credentials: newFakeCredentials(), Publisher: &fakePublisher{}}
 	tests := []struct {
 		name    string
 		change  func(*api.Config)
@@ -798,6 +844,7 @@ func TestConfigValidate(t *testing.T) {
 		{"admin token with a space is refused", func(c *api.Config) { c.AdminToken = "a b" }, true},
 		{"missing subscriptions is refused", func(c *api.Config) { c.Subscriptions = nil }, true},
 		{"missing keys is refused", func(c *api.Config) { c.Keys = nil }, true},
+		{"missing credentials is refused", func(c *api.Config) { c.Credentials = nil }, true},
 		{"missing publisher is refused", func(c *api.Config) { c.Publisher = nil }, true},
 		{"negative body limit is refused", func(c *api.Config) { c.MaxBodyBytes = -1 }, true},
 	}
@@ -819,7 +866,7 @@ func TestConfigValidate(t *testing.T) {
 // TestMinimalConfigServes builds the API from the required fields alone: a
 // zero Logger, no Ready, no Metrics, the default body limit.
 func TestMinimalConfigServes(t *testing.T) {
-	a, err := api.New(api.Config{AdminToken: "t", Subscriptions: newFakeSubscriptions(), Keys: newFakeKeys(), Publisher: &fakePublisher{}})
+	a, err := api.New(api.Config{AdminToken: "t", Subscriptions: newFakeSubscriptions(), Keys: newFakeKeys(), Credentials: newFakeCredentials(), Publisher: &fakePublisher{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,11 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/herald-webhooks/herald"
@@ -38,13 +41,20 @@ func (a *API) forCloud(h cloudHandler) http.Handler { return a.guard(false, h) }
 // 404 would claim the cloud is missing, which is not the reason.)
 func (a *API) adminOnly(h cloudHandler) http.Handler { return a.guard(true, h) }
 
-// guard authenticates r (401), refuses a cloud key when adminOnly (403),
-// checks the principal may act on the path's cloud (404, or 422 for the
-// admin on an invalid cloud), then runs h. Every error goes to fail.
+// guard authenticates r (401; 429 once the client address has failed too
+// often), refuses a cloud key when adminOnly (403), checks the principal
+// may act on the path's cloud (404, or 422 for the admin on an invalid
+// cloud), then runs h. Every error goes to fail.
 func (a *API) guard(adminOnly bool, h cloudHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cloud := r.PathValue("cloud")
 		p, err := a.authenticate(r)
+		if errors.Is(err, herald.ErrUnauthorized) {
+			if ok, wait := a.limit.fail(clientKey(r.RemoteAddr)); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				err = tooManyRequests("too many failed authentication attempts from this address; try again later")
+			}
+		}
 		if err == nil && adminOnly && !p.admin {
 			err = forbidden("this route needs the admin token")
 		}

@@ -15,6 +15,7 @@ var (
 	errForbidden        = errors.New("forbidden")
 	errMethodNotAllowed = errors.New("method not allowed")
 	errTooLarge         = errors.New("request body too large")
+	errTooMany          = errors.New("too many requests")
 )
 
 // clientError is an HTTP-layer error with a message meant for the client.
@@ -29,6 +30,8 @@ func (e *clientError) Unwrap() error { return e.kind }
 func badRequest(msg string) error { return &clientError{kind: errBadRequest, msg: msg} }
 func forbidden(msg string) error  { return &clientError{kind: errForbidden, msg: msg} }
 func tooLarge(msg string) error   { return &clientError{kind: errTooLarge, msg: msg} }
+
+func tooManyRequests(msg string) error { return &clientError{kind: errTooMany, msg: msg} }
 
 // errorBody is every error answer: {"error": "...", "field": "..."}.
 type errorBody struct {
@@ -71,6 +74,8 @@ func errorStatus(err error) (int, errorBody) {
 		return http.StatusForbidden, errorBody{Error: ce.msg}
 	case errors.As(err, &ce) && errors.Is(ce.kind, errTooLarge):
 		return http.StatusRequestEntityTooLarge, errorBody{Error: ce.msg}
+	case errors.As(err, &ce) && errors.Is(ce.kind, errTooMany):
+		return http.StatusTooManyRequests, errorBody{Error: ce.msg}
 	default:
 		return http.StatusInternalServerError, errorBody{Error: msgInternal}
 	}

@@ -70,7 +70,7 @@ func (a *API) listSubscriptions(w http.ResponseWriter, r *http.Request, cloud st
 }
 
 func (a *API) getSubscription(w http.ResponseWriter, r *http.Request, cloud string) error {
-	id, err := subscriptionID(r)
+	id, err := objectID(r)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func (a *API) getSubscription(w http.ResponseWriter, r *http.Request, cloud stri
 }
 
 func (a *API) updateSubscription(w http.ResponseWriter, r *http.Request, cloud string) error {
-	id, err := subscriptionID(r)
+	id, err := objectID(r)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func (a *API) updateSubscription(w http.ResponseWriter, r *http.Request, cloud s
 }
 
 func (a *API) deleteSubscription(w http.ResponseWriter, r *http.Request, cloud string) error {
-	id, err := subscriptionID(r)
+	id, err := objectID(r)
 	if err != nil {
 		return err
 	}
@@ -109,9 +109,9 @@ func (a *API) deleteSubscription(w http.ResponseWriter, r *http.Request, cloud s
 	return nil
 }
 
-// subscriptionID is the path's {id}. One herald could never have minted is
-// not found without asking the store.
-func subscriptionID(r *http.Request) (string, error) {
+// objectID is the path's {id}. One herald could never have minted is not
+// found without asking the store.
+func objectID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
 	if !herald.ValidObjectID(id) {
 		return "", herald.ErrNotFound
