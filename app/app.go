@@ -36,13 +36,15 @@ import (
 )
 
 var (
-	_ dispatcher.Matcher   = (*subscriptions.Cache)(nil)
-	_ dispatcher.Validator = (*schemas.Registry)(nil)
-	_ publisher.Validator  = (*schemas.Registry)(nil)
-	_ subscriptions.Types  = (*schemas.Registry)(nil)
-	_ api.Subscriptions    = (*subscriptions.Store)(nil)
-	_ api.Keys             = (*subscriptions.Keys)(nil)
-	_ api.Publisher        = (*publisher.Publisher)(nil)
+	_ dispatcher.Matcher     = (*subscriptions.Cache)(nil)
+	_ dispatcher.Validator   = (*schemas.Registry)(nil)
+	_ publisher.Validator    = (*schemas.Registry)(nil)
+	_ subscriptions.Types    = (*schemas.Registry)(nil)
+	_ api.Subscriptions      = (*subscriptions.Store)(nil)
+	_ api.Keys               = (*subscriptions.Keys)(nil)
+	_ api.Credentials        = (*subscriptions.Credentials)(nil)
+	_ dispatcher.Credentials = (*subscriptions.CredentialCache)(nil)
+	_ api.Publisher          = (*publisher.Publisher)(nil)
 )
 
 // Config is one herald process. The zero value of a field means its default.
@@ -59,6 +61,10 @@ type Config struct {
 	AdminToken string
 	// SchemasDir adds event types from <type>.json schema files.
 	SchemasDir string
+	// EncryptionKeys seal credentials at rest (the first seals, every one
+	// opens); see subscriptions.ParseEncryptionKeys. None: stored in the
+	// clear, with a warning at start.
+	EncryptionKeys []subscriptions.EncryptionKey
 
 	API        bool // serve the HTTP API
 	Dispatcher bool // run the dispatcher
@@ -91,12 +97,13 @@ type App struct {
 	log     zerolog.Logger
 	metrics *prometheus.Registry
 
-	ns   *server.Server // nil with an external NATS
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	pub  *publisher.Publisher
-	subs *subscriptions.Store
-	dlog *deliverylog.Log
+	ns    *server.Server // nil with an external NATS
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	pub   *publisher.Publisher
+	subs  *subscriptions.Store
+	creds *subscriptions.Credentials
+	dlog  *deliverylog.Log
 
 	ncClosed chan struct{}
 
@@ -130,7 +137,16 @@ func Start(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err := streams.Ensure(ctx, a.js, cfg.Streams); err != nil {
 		return nil, err
 	}
-	a.subs, err = subscriptions.Open(ctx, subscriptions.Config{JetStream: a.js, Types: reg, Replicas: cfg.Streams.Replicas})
+	a.creds, err = subscriptions.OpenCredentials(ctx, subscriptions.CredentialsConfig{
+		JetStream: a.js, Replicas: cfg.Streams.Replicas, EncryptionKeys: cfg.EncryptionKeys, Logger: a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.subs, err = subscriptions.Open(ctx, subscriptions.Config{
+		JetStream: a.js, Types: reg, Replicas: cfg.Streams.Replicas,
+		Credentials: a.creds, AllowPrivateTargets: cfg.Dispatch.AllowPrivateTargets,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -156,8 +172,18 @@ func Start(ctx context.Context, cfg Config) (_ *App, err error) {
 		case <-time.After(15 * time.Second):
 			return nil, errors.New("app: subscription cache did not load within 15s")
 		}
+		credCache := a.creds.NewCache(a.log, 0)
+		a.goRun("credential cache", func() error { return credCache.Run(runCtx) })
+		select {
+		case <-credCache.Ready():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(15 * time.Second):
+			return nil, errors.New("app: credential cache did not load within 15s")
+		}
 		dc := cfg.Dispatch
 		dc.JetStream, dc.Matcher, dc.Schemas, dc.Log, dc.Logger, dc.Metrics = a.js, cache, reg, a.dlog, a.log, a.metrics
+		dc.Credentials = credCache
 		d, err := dispatcher.New(dc)
 		if err != nil {
 			return nil, err
@@ -226,6 +252,7 @@ func (a *App) startAPI(ctx context.Context) error {
 		AdminToken:    token,
 		Subscriptions: a.subs,
 		Keys:          keys,
+		Credentials:   a.creds,
 		Publisher:     a.pub,
 		Ready:         a.ready,
 		Metrics:       a.metrics,

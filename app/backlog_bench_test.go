@@ -32,8 +32,8 @@ import (
 // process's CPU seconds and RSS while the backlog waits (the embedded NATS
 // server and the dispatcher share the process).
 //
-//	go test -run x -bench BacklogIsolation -benchtime 1x -timeout 60m ./app/
-//	HERALD_BENCH_BACKLOG=10000,200000,1000000 go test -run x -bench BacklogIsolation -benchtime 1x -timeout 120m ./app/
+//	go test -run '^$' -bench BacklogIsolation -benchtime 1x -timeout 60m ./app/
+//	HERALD_BENCH_BACKLOG=10000,200000,1000000 go test -run '^$' -bench BacklogIsolation -benchtime 1x -timeout 120m ./app/
 func BenchmarkBacklogIsolation(b *testing.B) {
 	sizes := []int{10_000}
 	if v := os.Getenv("HERALD_BENCH_BACKLOG"); v != "" {

@@ -17,7 +17,7 @@ import (
 // to a loopback receiver. It reports the median and p99 over b.N trips,
 // one at a time.
 //
-//	go test -run x -bench PublishToReceipt -benchtime 100x ./app/
+//	go test -run '^$' -bench PublishToReceipt -benchtime 100x ./app/
 func BenchmarkPublishToReceipt(b *testing.B) {
 	a := startApp(b, b.TempDir())
 	got := make(chan time.Time, 1)

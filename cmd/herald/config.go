@@ -31,6 +31,9 @@ type env struct {
 	Replicas            int           `envconfig:"REPLICAS" default:"1"`
 	EventRetention      time.Duration `envconfig:"EVENT_RETENTION" default:"168h"`
 	DedupeWindow        time.Duration `envconfig:"DEDUPE_WINDOW" default:"2h"`
+	// EncryptionKey is kept as text here and parsed by serve, whose error
+	// never repeats it (envconfig's would).
+	EncryptionKey string `envconfig:"ENCRYPTION_KEY"`
 }
 
 func loadEnv() (env, error) {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 
 	"github.com/herald-webhooks/herald/app"
 	"github.com/herald-webhooks/herald/dispatcher"
 	"github.com/herald-webhooks/herald/streams"
+	"github.com/herald-webhooks/herald/subscriptions"
 )
 
 // serve runs `herald serve` (withAPI) or `herald dispatch`.
@@ -36,15 +38,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer, withAPI bool) e
 	if err != nil {
 		return err
 	}
+	keys, err := subscriptions.ParseEncryptionKeys(e.EncryptionKey)
+	if err != nil {
+		return fmt.Errorf("configuration: HERALD_ENCRYPTION_KEY: %w", err)
+	}
 	a, err := app.Start(ctx, app.Config{
-		NATSURL:    e.NATSURL,
-		NATSListen: e.NATSListen,
-		DataDir:    e.DataDir,
-		HTTPAddr:   e.HTTPAddr,
-		AdminToken: e.AdminToken,
-		SchemasDir: e.SchemasDir,
-		API:        withAPI,
-		Dispatcher: !apiOnly,
+		NATSURL:        e.NATSURL,
+		NATSListen:     e.NATSListen,
+		DataDir:        e.DataDir,
+		HTTPAddr:       e.HTTPAddr,
+		AdminToken:     e.AdminToken,
+		SchemasDir:     e.SchemasDir,
+		EncryptionKeys: keys,
+		API:            withAPI,
+		Dispatcher:     !apiOnly,
 		Dispatch: dispatcher.Config{
 			AttemptTimeout:      e.AttemptTimeout,
 			MaxInFlight:         e.MaxInFlight,
