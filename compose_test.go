@@ -3,6 +3,7 @@ package herald_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/loader"
@@ -16,7 +17,7 @@ func TestComposeFile(t *testing.T) {
 	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  ".",
 		ConfigFiles: []types.ConfigFile{{Filename: "docker-compose.yml"}},
-		Environment: types.Mapping{"HERALD_ADMIN_TOKEN": "compose-test-token"},
+		Environment: types.Mapping{"HERALD_ADMIN_TOKEN": "compose-test-token", "HERALD_ENCRYPTION_KEY": "compose-test-key"},
 	}, func(o *loader.Options) { o.SetProjectName("herald", true) })
 	if err != nil {
 		t.Fatalf("load docker-compose.yml: %v", err)
@@ -58,6 +59,7 @@ func TestComposeFile(t *testing.T) {
 		wantEnv(t, s, "HERALD_NATS_URL", "nats://nats:4222")
 		wantEnv(t, s, "HERALD_HTTP_ADDR", "0.0.0.0:8080")
 		wantEnv(t, s, "HERALD_ADMIN_TOKEN", "compose-test-token")
+		wantEnv(t, s, "HERALD_ENCRYPTION_KEY", "compose-test-key")
 		if s.Deploy != nil && s.Deploy.Replicas != nil && *s.Deploy.Replicas != 1 {
 			t.Errorf("replicas %d, want 1", *s.Deploy.Replicas)
 		}
@@ -79,6 +81,8 @@ func TestComposeFile(t *testing.T) {
 		}
 		wantEnv(t, s, "HERALD_NATS_URL", "nats://nats:4222")
 		wantEnv(t, s, "HERALD_ALLOW_PRIVATE_TARGETS", "false")
+		// Every dispatcher opens the credentials the API sealed.
+		wantEnv(t, s, "HERALD_ENCRYPTION_KEY", "compose-test-key")
 		if s.Deploy == nil || s.Deploy.Replicas == nil || *s.Deploy.Replicas != 2 {
 			t.Errorf("deploy %+v, want 2 replicas", s.Deploy)
 		}
@@ -87,16 +91,20 @@ func TestComposeFile(t *testing.T) {
 		}
 	})
 
-	t.Run("the admin token is required", func(t *testing.T) {
-		_, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
-			WorkingDir:  ".",
-			ConfigFiles: []types.ConfigFile{{Filename: "docker-compose.yml"}},
-			Environment: types.Mapping{},
-		}, func(o *loader.Options) { o.SetProjectName("herald", true) })
-		if err == nil {
-			t.Errorf("loading without HERALD_ADMIN_TOKEN succeeded; the API would start with no known token")
-		}
-	})
+	for _, missing := range []string{"HERALD_ADMIN_TOKEN", "HERALD_ENCRYPTION_KEY"} {
+		t.Run(missing+" is required", func(t *testing.T) {
+			env := types.Mapping{"HERALD_ADMIN_TOKEN": "t", "HERALD_ENCRYPTION_KEY": "k"}
+			delete(env, missing)
+			_, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+				WorkingDir:  ".",
+				ConfigFiles: []types.ConfigFile{{Filename: "docker-compose.yml"}},
+				Environment: env,
+			}, func(o *loader.Options) { o.SetProjectName("herald", true) })
+			if err == nil || !strings.Contains(err.Error(), missing) {
+				t.Errorf("loading without %s: %v, want an error naming it", missing, err)
+			}
+		})
+	}
 }
 
 func wantEnv(t *testing.T, s types.ServiceConfig, key, want string) {

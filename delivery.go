@@ -82,3 +82,21 @@ type Attempt struct {
 
 // Succeeded reports whether the attempt was answered 2xx.
 func (a Attempt) Succeeded() bool { return a.StatusCode >= 200 && a.StatusCode < 300 }
+
+// DeliveryFilter selects deliveries of a cloud to list.
+type DeliveryFilter struct {
+	SubscriptionID string
+	Status         string // one of the Status constants, or "" for all
+	Limit          int    // 1 to MaxDeliveryPage; 0 means 50
+	Cursor         string // from the previous page; "" starts at the oldest
+}
+
+// MaxDeliveryPage bounds one page of the delivery log.
+const MaxDeliveryPage = 500
+
+// DeliveryPage is one page of the delivery log, least recently changed
+// first. Cursor continues it and is empty on the last page.
+type DeliveryPage struct {
+	Deliveries []Delivery `json:"data"`
+	Cursor     string     `json:"next_cursor,omitempty"`
+}

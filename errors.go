@@ -21,6 +21,19 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 )
 
+// ConflictError is an ErrConflict whose Reason is written for the user
+// and safe to show them ("the delivery is pending; its next attempt is at
+// …"). errors.Is(err, ErrConflict) holds for it.
+type ConflictError struct{ Reason string }
+
+func (e *ConflictError) Error() string { return "conflict: " + e.Reason }
+
+// Unwrap makes a ConflictError an ErrConflict.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// Conflict returns a *ConflictError with reason.
+func Conflict(reason string) error { return &ConflictError{Reason: reason} }
+
 // ValidationError says which field of an input is wrong and why. Field uses
 // dots for nesting ("retry.initial_delay", "data.status") and is empty when
 // the input as a whole is wrong.

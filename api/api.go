@@ -108,6 +108,7 @@ type Config struct {
 	Keys          Keys
 	Credentials   Credentials
 	Publisher     Publisher
+	Deliveries    Deliveries
 	// Ready reports readiness: nil when NATS is reachable and the streams
 	// exist. Its error text is shown on the unauthenticated /readyz, so it
 	// must not carry secrets. Nil means always ready.
@@ -142,6 +143,8 @@ func (c Config) Validate() error {
 		return errors.New("api: Credentials is required")
 	case c.Publisher == nil:
 		return errors.New("api: Publisher is required")
+	case c.Deliveries == nil:
+		return errors.New("api: Deliveries is required")
 	case c.MaxBodyBytes < 0:
 		return errors.New("api: MaxBodyBytes must not be negative")
 	}
@@ -156,6 +159,7 @@ type API struct {
 	keys    Keys
 	creds   Credentials
 	pub     Publisher
+	dlv     Deliveries
 	limit   *failureLimiter // nil: no limit
 	ready   func(ctx context.Context) error
 	log     zerolog.Logger
@@ -175,6 +179,7 @@ func New(cfg Config) (*API, error) {
 		keys:    cfg.Keys,
 		creds:   cfg.Credentials,
 		pub:     cfg.Publisher,
+		dlv:     cfg.Deliveries,
 		ready:   cfg.Ready,
 		log:     cfg.Logger.With().Str("component", "api").Logger(),
 		maxBody: cfg.MaxBodyBytes,
@@ -220,6 +225,7 @@ func (a *API) routes(reg *prometheus.Registry) {
 		keys  = cloud + "/keys"
 		subs  = cloud + "/subscriptions"
 		creds = cloud + "/credentials"
+		dlvs  = cloud + "/deliveries"
 	)
 	table := []route{
 		{"POST", keys, a.adminOnly(a.createKey)},
@@ -235,7 +241,11 @@ func (a *API) routes(reg *prometheus.Registry) {
 		{"GET", subs + "/{id}", a.forCloud(a.getSubscription)},
 		{"PATCH", subs + "/{id}", a.forCloud(a.updateSubscription)},
 		{"DELETE", subs + "/{id}", a.forCloud(a.deleteSubscription)},
+		{"POST", subs + "/{id}/test", a.forCloud(a.testSubscription)},
 		{"POST", cloud + "/events", a.forCloud(a.publishEvent)},
+		{"GET", dlvs, a.forCloud(a.listDeliveries)},
+		{"GET", dlvs + "/{id}", a.forCloud(a.getDelivery)},
+		{"POST", dlvs + "/{id}/redeliver", a.forCloud(a.redeliver)},
 		{"GET", "/healthz", http.HandlerFunc(a.healthz)},
 		{"GET", "/readyz", http.HandlerFunc(a.readyz)},
 	}

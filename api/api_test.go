@@ -36,6 +36,7 @@ type harness struct {
 	keys    *fakeKeys
 	creds   *fakeCredentials
 	pub     *fakePublisher
+	dlv     *fakeDeliveries
 	logs    *syncBuffer
 }
 
@@ -49,6 +50,7 @@ func newHarness(t testing.TB, opts ...func(*api.Config)) *harness {
 		keys:  newFakeKeys(),
 		creds: newFakeCredentials(),
 		pub:   &fakePublisher{},
+		dlv:   newFakeDeliveries(),
 		logs:  &syncBuffer{},
 	}
 	h.keys.add(acmeKey, "acme")
@@ -59,6 +61,7 @@ func newHarness(t testing.TB, opts ...func(*api.Config)) *harness {
 		Keys:          h.keys,
 		Credentials:   h.creds,
 		Publisher:     h.pub,
+		Deliveries:    h.dlv,
 		Ready:         func(context.Context) error { return nil },
 		Metrics:       prometheus.NewRegistry(),
 		Logger:        zerolog.New(h.logs).Level(zerolog.DebugLevel),
@@ -367,6 +370,10 @@ var v1Routes = []v1Route{
 	{name: "remove credential", method: "DELETE", path: "/v1/clouds/%s/credentials/%s", obj: "crd", ok: http.StatusNoContent},
 	{name: "rotate credential", method: "POST", path: "/v1/clouds/%s/credentials/%s/rotate", obj: "hmac", body: `{}`, ok: http.StatusOK},
 	{name: "publish event", method: "POST", path: "/v1/clouds/%s/events", body: `{"type":"video-encoded","data":{"video_id":"v","encoding_ids":["e"]}}`, ok: http.StatusAccepted},
+	{name: "test subscription", method: "POST", path: "/v1/clouds/%s/subscriptions/%s/test", obj: "sub", ok: http.StatusOK},
+	{name: "list deliveries", method: "GET", path: "/v1/clouds/%s/deliveries", ok: http.StatusOK},
+	{name: "read delivery", method: "GET", path: "/v1/clouds/%s/deliveries/%s", obj: "dlv", ok: http.StatusOK},
+	{name: "redeliver", method: "POST", path: "/v1/clouds/%s/deliveries/%s/redeliver", obj: "dlv", ok: http.StatusAccepted},
 }
 
 // objects are the ids of one object of each kind, seeded in acme.
@@ -376,8 +383,10 @@ type objects map[string]string
 // and returns their ids and the id of acme's key.
 func (h *harness) seedAll() objects {
 	h.t.Helper()
+	sub := h.seed("acme")
 	return objects{
-		"sub":  h.seed("acme"),
+		"sub":  sub,
+		"dlv":  h.dlv.seed("acme", sub, "evt-seeded", herald.StatusFailed),
 		"key":  h.keys.idOf(acmeKey),
 		"crd":  h.creds.seed("acme", herald.CredentialBearer),
 		"hmac": h.creds.seed("acme", herald.CredentialHMAC),
@@ -404,7 +413,10 @@ func (h *harness) state() string {
 	h.keys.mu.Lock()
 	keys := len(h.keys.keys)
 	h.keys.mu.Unlock()
-	return fmt.Sprintf("%d subscriptions, %d credentials, %d keys, %d events", subs, creds, keys, h.pub.seq.Load())
+	h.dlv.mu.Lock()
+	redelivered, tested := len(h.dlv.redelivered), len(h.dlv.tested)
+	h.dlv.mu.Unlock()
+	return fmt.Sprintf("%d subscriptions, %d credentials, %d keys, %d events, %d redelivered, %d tested", subs, creds, keys, h.pub.seq.Load(), redelivered, tested)
 }
 
 // missingBody is the body of a 404 for an object that does not exist.
@@ -520,7 +532,7 @@ func TestInvalidCloudForAdminNamesField(t *testing.T) {
 	h := newHarness(t)
 	for _, rt := range v1Routes {
 		t.Run(rt.name+" answers 422 cloud", func(t *testing.T) {
-			r := h.do(rt.method, rt.pathFor("bad.cloud", objects{"sub": "sub_x", "key": "key_x", "crd": "crd_x", "hmac": "crd_y"}), adminToken, rt.body)
+			r := h.do(rt.method, rt.pathFor("bad.cloud", objects{"sub": "sub_x", "key": "key_x", "crd": "crd_x", "hmac": "crd_y", "dlv": "msg_x"}), adminToken, rt.body)
 			r.wantStatus(t, http.StatusUnprocessableEntity)
 			if _, field := r.errorOf(t); field != "cloud" {
 				t.Errorf("field = %q, want cloud", field)
@@ -833,7 +845,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	ok := api.Config{AdminToken: "t", Subscriptions: newFakeSubscriptions(), Keys: newFakeKeys(), Credentials: newFakeCredentials(), Publisher: &fakePublisher{}}
+	ok := api.Config{AdminToken: "t", Subscriptions: newFakeSubscriptions(), Keys: newFakeKeys(), Credentials: newFakeCredentials(), Publisher: &fakePublisher{}, Deliveries: newFakeDeliveries()}
 	tests := []struct {
 		name    string
 		change  func(*api.Config)
@@ -866,7 +878,7 @@ func TestConfigValidate(t *testing.T) {
 // TestMinimalConfigServes builds the API from the required fields alone: a
 // zero Logger, no Ready, no Metrics, the default body limit.
 func TestMinimalConfigServes(t *testing.T) {
-	a, err := api.New(api.Config{AdminToken: "t", Subscriptions: newFakeSubscriptions(), Keys: newFakeKeys(), Credentials: newFakeCredentials(), Publisher: &fakePublisher{}})
+	a, err := api.New(api.Config{AdminToken: "t", Subscriptions: newFakeSubscriptions(), Keys: newFakeKeys(), Credentials: newFakeCredentials(), Publisher: &fakePublisher{}, Deliveries: newFakeDeliveries()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,7 @@ const (
 // place that does so; handlers only return errors.
 func errorStatus(err error) (int, errorBody) {
 	var ve *herald.ValidationError
+	var conflict *herald.ConflictError
 	var ce *clientError
 	switch {
 	case errors.As(err, &ve):
@@ -60,6 +61,8 @@ func errorStatus(err error) (int, errorBody) {
 		return http.StatusNotFound, errorBody{Error: msgNotFound}
 	case errors.Is(err, herald.ErrUnauthorized):
 		return http.StatusUnauthorized, errorBody{Error: msgUnauthorized}
+	case errors.As(err, &conflict):
+		return http.StatusConflict, errorBody{Error: conflict.Reason}
 	case errors.Is(err, herald.ErrConflict):
 		return http.StatusConflict, errorBody{Error: "the object changed meanwhile or is in use; fetch it and try again"}
 	case errors.Is(err, herald.ErrUnavailable):

@@ -45,6 +45,8 @@ var (
 	_ api.Credentials        = (*subscriptions.Credentials)(nil)
 	_ dispatcher.Credentials = (*subscriptions.CredentialCache)(nil)
 	_ api.Publisher          = (*publisher.Publisher)(nil)
+	_ api.Deliveries         = (*dispatcher.Service)(nil)
+	_ dispatcher.Examples    = (*schemas.Registry)(nil)
 )
 
 // Config is one herald process. The zero value of a field means its default.
@@ -162,6 +164,17 @@ func Start(ctx context.Context, cfg Config) (_ *App, err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 
+	// Both the dispatcher and the API's test notifications sign with it.
+	credCache := a.creds.NewCache(a.log, 0)
+	a.goRun("credential cache", func() error { return credCache.Run(runCtx) })
+	select {
+	case <-credCache.Ready():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(15 * time.Second):
+		return nil, errors.New("app: credential cache did not load within 15s")
+	}
+
 	if cfg.Dispatcher {
 		cache := a.subs.NewCache(a.log, 0)
 		a.goRun("subscription cache", func() error { return cache.Run(runCtx) })
@@ -171,15 +184,6 @@ func Start(ctx context.Context, cfg Config) (_ *App, err error) {
 			return nil, ctx.Err()
 		case <-time.After(15 * time.Second):
 			return nil, errors.New("app: subscription cache did not load within 15s")
-		}
-		credCache := a.creds.NewCache(a.log, 0)
-		a.goRun("credential cache", func() error { return credCache.Run(runCtx) })
-		select {
-		case <-credCache.Ready():
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(15 * time.Second):
-			return nil, errors.New("app: credential cache did not load within 15s")
 		}
 		dc := cfg.Dispatch
 		dc.JetStream, dc.Matcher, dc.Schemas, dc.Log, dc.Logger, dc.Metrics = a.js, cache, reg, a.dlog, a.log, a.metrics
@@ -191,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (_ *App, err error) {
 		a.goRun("dispatcher", func() error { return d.Run(runCtx) })
 	}
 	if cfg.API {
-		if err := a.startAPI(ctx); err != nil {
+		if err := a.startAPI(ctx, reg, credCache); err != nil {
 			return nil, err
 		}
 	}
@@ -239,12 +243,19 @@ func (a *App) connect() error {
 	return nil
 }
 
-func (a *App) startAPI(ctx context.Context) error {
+func (a *App) startAPI(ctx context.Context, reg *schemas.Registry, creds *subscriptions.CredentialCache) error {
 	token, err := a.adminToken()
 	if err != nil {
 		return err
 	}
 	keys, err := subscriptions.OpenKeys(ctx, a.js, a.cfg.Streams.Replicas)
+	if err != nil {
+		return err
+	}
+	svc, err := dispatcher.NewService(dispatcher.ServiceConfig{
+		JetStream: a.js, Log: a.dlog, Examples: reg, Credentials: creds,
+		AttemptTimeout: a.cfg.Dispatch.AttemptTimeout, AllowPrivateTargets: a.cfg.Dispatch.AllowPrivateTargets,
+	})
 	if err != nil {
 		return err
 	}
@@ -254,6 +265,7 @@ func (a *App) startAPI(ctx context.Context) error {
 		Keys:          keys,
 		Credentials:   a.creds,
 		Publisher:     a.pub,
+		Deliveries:    svc,
 		Ready:         a.ready,
 		Metrics:       a.metrics,
 		Logger:        a.log,

@@ -339,6 +339,10 @@ var crossTenantRoutes = []crossTenantRoute{
 	{name: "remove credential", method: "DELETE", path: "/v1/clouds/%s/credentials/%s", obj: "crd", ok: 204},
 	{name: "rotate credential", method: "POST", path: "/v1/clouds/%s/credentials/%s/rotate", obj: "hmac", ok: 200},
 	{name: "publish event", method: "POST", path: "/v1/clouds/%s/events", body: `{"type":"encoding-complete","data":{"encoding_id":"e1"}}`, ok: 202},
+	{name: "test subscription", method: "POST", path: "/v1/clouds/%s/subscriptions/%s/test", obj: "sub", ok: 200},
+	{name: "list deliveries", method: "GET", path: "/v1/clouds/%s/deliveries", ok: 200},
+	{name: "read delivery", method: "GET", path: "/v1/clouds/%s/deliveries/%s", obj: "dlv", ok: 200},
+	{name: "redeliver", method: "POST", path: "/v1/clouds/%s/deliveries/%s/redeliver", obj: "dlv", ok: 202},
 }
 
 // TestCrossTenantMatrix drives every route of cloud acme with acme's own
@@ -351,15 +355,20 @@ func TestCrossTenantMatrix(t *testing.T) {
 	globexKey := c.must("POST", "/v1/clouds/globex/keys", adminToken, "", http.StatusCreated)["key"].(string)
 	_, missing := c.do("GET", "/v1/clouds/acme/subscriptions/sub_MISSING", adminToken, "")
 
+	rc := newReceiver(t)
 	seed := func() map[string]string {
 		t.Helper()
 		k := c.must("POST", "/v1/clouds/acme/keys", adminToken, "", http.StatusCreated)
 		objs := map[string]string{
 			"key":  k["id"].(string),
-			"sub":  c.must("POST", "/v1/clouds/acme/subscriptions", adminToken, `{"url":"https://example.com/s","events":["*"]}`, 201)["id"].(string),
+			"sub":  c.must("POST", "/v1/clouds/acme/subscriptions", adminToken, `{"url":"`+rc.URL+`/s","events":["*"]}`, 201)["id"].(string),
 			"crd":  c.must("POST", "/v1/clouds/acme/credentials", adminToken, `{"name":"b","type":"bearer","token":"t"}`, 201)["id"].(string),
 			"hmac": c.must("POST", "/v1/clouds/acme/credentials", adminToken, `{"name":"h","type":"hmac"}`, 201)["id"].(string),
 		}
+		// A settled delivery of that subscription, to read and redeliver.
+		ev := c.must("POST", "/v1/clouds/acme/events", adminToken, `{"type":"encoding-complete","data":{"encoding_id":"seed"}}`, 202)["id"].(string)
+		objs["dlv"] = herald.DeliveryID("acme", ev, objs["sub"])
+		logRecord(t, a, "acme", objs["sub"], objs["dlv"], herald.StatusSucceeded)
 		t.Cleanup(func() { // whatever is left, so that acme stays small
 			c.do("DELETE", "/v1/clouds/acme/subscriptions/"+objs["sub"], adminToken, "")
 			c.do("DELETE", "/v1/clouds/acme/credentials/"+objs["crd"], adminToken, "")

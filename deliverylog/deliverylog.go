@@ -171,56 +171,42 @@ func (l *Log) PutAsync(d *herald.Delivery) error {
 	return err
 }
 
-// Filter selects records to list. Cloud is required.
-type Filter struct {
-	SubscriptionID string
-	Status         string
-	Limit          int    // default 50, at most MaxLimit
-	Cursor         string // from the previous Page; empty starts at the oldest
-}
-
 // Listing limits.
 const (
 	DefaultLimit = 50
-	MaxLimit     = 500
+	MaxLimit     = herald.MaxDeliveryPage
 	// maxScan bounds the records one List call reads, so a selective status
 	// filter over a large log answers in bounded time with a cursor.
 	maxScan = 20_000
 )
 
-// Page is one page of a listing. Cursor continues it; empty at the end.
-type Page struct {
-	Deliveries []herald.Delivery `json:"data"`
-	Cursor     string            `json:"next_cursor,omitempty"`
-}
-
 // List returns the records of cloud that match f, least recently changed
 // first.
-func (l *Log) List(ctx context.Context, cloud string, f Filter) (Page, error) {
+func (l *Log) List(ctx context.Context, cloud string, f herald.DeliveryFilter) (herald.DeliveryPage, error) {
 	if !herald.ValidCloud(cloud) {
-		return Page{}, herald.ErrNotFound
+		return herald.DeliveryPage{}, herald.ErrNotFound
 	}
 	if f.Status != "" && !herald.ValidDeliveryStatus(f.Status) {
-		return Page{}, herald.Invalid("status", "must be pending, succeeded, failed or superseded")
+		return herald.DeliveryPage{}, herald.Invalid("status", "must be pending, succeeded, failed or superseded")
 	}
 	if f.Limit <= 0 {
 		f.Limit = DefaultLimit
 	}
 	if f.Limit > MaxLimit {
-		return Page{}, herald.Invalid("limit", fmt.Sprintf("must be between 1 and %d", MaxLimit))
+		return herald.DeliveryPage{}, herald.Invalid("limit", fmt.Sprintf("must be between 1 and %d", MaxLimit))
 	}
 	var after uint64
 	if f.Cursor != "" {
 		n, err := strconv.ParseUint(f.Cursor, 10, 64)
 		if err != nil {
-			return Page{}, herald.Invalid("cursor", "is not a cursor this API returned")
+			return herald.DeliveryPage{}, herald.Invalid("cursor", "is not a cursor this API returned")
 		}
 		after = n
 	}
 	sub := "*"
 	if f.SubscriptionID != "" {
 		if !herald.ValidObjectID(f.SubscriptionID) {
-			return Page{}, nil
+			return herald.DeliveryPage{}, nil
 		}
 		sub = f.SubscriptionID
 	}
@@ -234,21 +220,21 @@ func (l *Log) List(ctx context.Context, cloud string, f Filter) (Page, error) {
 // scan reads the bucket's stream in sequence order from after+1 through an
 // ordered consumer filtered on subject: since the bucket keeps one value
 // per key, each live record comes once.
-func (l *Log) scan(ctx context.Context, subject string, after uint64, limit int, keep func(*herald.Delivery) bool) (Page, error) {
+func (l *Log) scan(ctx context.Context, subject string, after uint64, limit int, keep func(*herald.Delivery) bool) (herald.DeliveryPage, error) {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
 	cons, err := l.js.OrderedConsumer(ctx, "KV_"+Bucket, cfg)
 	if err != nil {
-		return Page{}, fmt.Errorf("deliverylog: list: %w: %v", herald.ErrUnavailable, err)
+		return herald.DeliveryPage{}, fmt.Errorf("deliverylog: list: %w: %v", herald.ErrUnavailable, err)
 	}
-	page := Page{Deliveries: []herald.Delivery{}}
+	page := herald.DeliveryPage{Deliveries: []herald.Delivery{}}
 	scanned := 0
 	for {
 		batch, err := cons.Fetch(min(256, maxScan-scanned), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			return Page{}, fmt.Errorf("deliverylog: list: %w: %v", herald.ErrUnavailable, err)
+			return herald.DeliveryPage{}, fmt.Errorf("deliverylog: list: %w: %v", herald.ErrUnavailable, err)
 		}
 		got := 0
 		for msg := range batch.Messages() {
@@ -276,7 +262,7 @@ func (l *Log) scan(ctx context.Context, subject string, after uint64, limit int,
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return Page{}, fmt.Errorf("deliverylog: list: %w: %v", herald.ErrUnavailable, err)
+			return herald.DeliveryPage{}, fmt.Errorf("deliverylog: list: %w: %v", herald.ErrUnavailable, err)
 		}
 		if got == 0 || ctx.Err() != nil {
 			return page, ctx.Err()

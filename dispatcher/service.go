@@ -61,7 +61,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 }
 
 // List pages through cloud's delivery log.
-func (s *Service) List(ctx context.Context, cloud string, f deliverylog.Filter) (deliverylog.Page, error) {
+func (s *Service) List(ctx context.Context, cloud string, f herald.DeliveryFilter) (herald.DeliveryPage, error) {
 	return s.log.List(ctx, cloud, f)
 }
 
@@ -89,7 +89,7 @@ func (s *Service) Redeliver(ctx context.Context, cloud, id string) (herald.Deliv
 		if rec.NextAttemptAt != nil {
 			when = "; its next attempt is at " + rec.NextAttemptAt.Format(time.RFC3339)
 		}
-		return rec, fmt.Errorf("%w: the delivery is pending%s", herald.ErrConflict, when)
+		return rec, herald.Conflict("the delivery is pending" + when + ": it is already on its way")
 	}
 	ev, err := s.event(ctx, rec)
 	if err != nil {
@@ -117,7 +117,7 @@ func (s *Service) Redeliver(ctx context.Context, cloud, id string) (herald.Deliv
 
 // event reads a delivery's event back from the events stream.
 func (s *Service) event(ctx context.Context, rec herald.Delivery) (herald.Event, error) {
-	gone := fmt.Errorf("%w: event %s is no longer retained in the events stream", herald.ErrConflict, rec.EventID)
+	gone := herald.Conflict("event " + rec.EventID + " is no longer retained in the events stream (HERALD_EVENT_RETENTION)")
 	st, err := s.js.Stream(ctx, streams.Events)
 	if err != nil {
 		return herald.Event{}, fmt.Errorf("redeliver: %w: %v", herald.ErrUnavailable, err)
