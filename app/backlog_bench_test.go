@@ -206,24 +206,6 @@ func (rc *latencyReceiver) wait(b *testing.B, n int) map[string]time.Time {
 	return rc.m
 }
 
-func outcome(t testing.TB, a *app.App, want string) float64 {
-	t.Helper()
-	mfs, _ := a.Metrics().Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "herald_deliveries_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == want {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
 func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)

@@ -12,17 +12,29 @@ func errorsAs(err error, target any) bool { return errors.As(err, target) }
 // succeeded reads herald_deliveries_total{outcome="succeeded"} of a.
 func succeeded(t testing.TB, a *app.App) float64 {
 	t.Helper()
+	return metric(t, a, "herald_deliveries_total", "outcome", "succeeded")
+}
+
+// outcome reads herald_deliveries_total{outcome=want} of a.
+func outcome(t testing.TB, a *app.App, want string) float64 {
+	t.Helper()
+	return metric(t, a, "herald_deliveries_total", "outcome", want)
+}
+
+// metric reads the counter name{label=value} of a (0 when absent).
+func metric(t testing.TB, a *app.App, name, label, value string) float64 {
+	t.Helper()
 	mfs, err := a.Metrics().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "herald_deliveries_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == "succeeded" {
+				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()
 				}
 			}

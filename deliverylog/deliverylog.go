@@ -28,6 +28,7 @@ import (
 const (
 	Bucket         = "herald_deliveries"
 	ProgressBucket = "herald_progress"
+	RejectedBucket = "herald_rejected"
 )
 
 // DefaultRetention is how long a record is kept after its last change.
@@ -56,6 +57,7 @@ type Log struct {
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
 	progress jetstream.KeyValue
+	rejected jetstream.KeyValue
 }
 
 // Open creates the buckets if needed.
@@ -90,7 +92,53 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.rejected, err = openBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
+		Bucket:      RejectedBucket,
+		Description: "herald: events refused at fan-out, by events-stream sequence",
+		History:     1,
+		TTL:         cfg.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(cfg.Replicas, 1),
+	})
+	if err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// Rejected is a message on herald.events.* that fan-out refused: published
+// straight onto NATS with a bad envelope, an unknown type or invalid data.
+type Rejected struct {
+	Sequence uint64    `json:"sequence"` // in the events stream
+	Subject  string    `json:"subject"`
+	Reason   string    `json:"reason"`
+	Size     int       `json:"size"`
+	At       time.Time `json:"at"`
+}
+
+// RecordRejected keeps r for the log's retention, under its sequence.
+func (l *Log) RecordRejected(ctx context.Context, r Rejected) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = l.rejected.Put(ctx, strconv.FormatUint(r.Sequence, 10), b)
+	return err
+}
+
+// RejectedEvent returns the record of the events-stream message seq, or
+// herald.ErrNotFound.
+func (l *Log) RejectedEvent(ctx context.Context, seq uint64) (Rejected, error) {
+	var r Rejected
+	e, err := l.rejected.Get(ctx, strconv.FormatUint(seq, 10))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return r, herald.ErrNotFound
+	}
+	if err != nil {
+		return r, err
+	}
+	err = json.Unmarshal(e.Value(), &r)
+	return r, err
 }
 
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/deliverylog"
 	"github.com/herald-webhooks/herald/streams"
 )
 
@@ -50,14 +51,13 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 	if err == nil {
 		err = d.cfg.Schemas.Validate(ev.Type, ev.Data)
 	}
-	if err != nil {
-		d.metrics.events.WithLabelValues("rejected").Inc()
-		d.log.Warn().Str("subject", msg.Subject()).Str("reason", err.Error()).Msg("malformed event terminated")
-		_ = msg.Term()
-		return
-	}
-	if meta, err := msg.Metadata(); err == nil {
+	meta, merr := msg.Metadata()
+	if merr == nil {
 		ev.Sequence = meta.Sequence.Stream
+	}
+	if err != nil {
+		d.reject(ctx, msg, ev.Sequence, err)
+		return
 	}
 	subs := d.cfg.Matcher.Match(ev.Cloud, ev.Type, ev.Data, nil)
 	if err := d.publishDeliveries(ctx, &ev, subs); err != nil {
@@ -70,6 +70,19 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 	if err := msg.Ack(); err != nil {
 		d.log.Debug().Err(err).Str("event_id", ev.ID).Msg("ack event")
 	}
+}
+
+// reject terminates a message fan-out cannot accept and records why, so
+// that a producer publishing straight onto NATS can find out. Nothing of
+// it is delivered; the dispatcher goes on with the next message.
+func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, seq uint64, why error) {
+	d.metrics.events.WithLabelValues("rejected").Inc()
+	d.log.Warn().Str("subject", msg.Subject()).Uint64("sequence", seq).Str("reason", why.Error()).Msg("malformed event terminated")
+	r := deliverylog.Rejected{Sequence: seq, Subject: msg.Subject(), Reason: why.Error(), Size: len(msg.Data()), At: d.cfg.Now().UTC()}
+	if err := d.cfg.Log.RecordRejected(ctx, r); err != nil {
+		d.log.Warn().Err(err).Uint64("sequence", seq).Msg("could not record the rejected event")
+	}
+	_ = msg.TermWithReason(why.Error())
 }
 
 func (d *Dispatcher) publishDeliveries(ctx context.Context, ev *herald.Event, subs []*herald.Subscription) error {

@@ -31,6 +31,8 @@ type env struct {
 	Replicas            int           `envconfig:"REPLICAS" default:"1"`
 	EventRetention      time.Duration `envconfig:"EVENT_RETENTION" default:"168h"`
 	DedupeWindow        time.Duration `envconfig:"DEDUPE_WINDOW" default:"2h"`
+	LogRetention        time.Duration `envconfig:"LOG_RETENTION" default:"168h"`
+	ParkAfter           time.Duration `envconfig:"PARK_AFTER" default:"60s"`
 	// EncryptionKey is kept as text here and parsed by serve, whose error
 	// never repeats it (envconfig's would).
 	EncryptionKey string `envconfig:"ENCRYPTION_KEY"`
@@ -43,6 +45,12 @@ func loadEnv() (env, error) {
 	}
 	if e.MaxInFlight < 1 || e.EndpointConcurrency < 1 {
 		return e, fmt.Errorf("configuration: HERALD_MAX_IN_FLIGHT and HERALD_ENDPOINT_CONCURRENCY must be at least 1")
+	}
+	if e.LogRetention < time.Hour {
+		return e, fmt.Errorf("configuration: HERALD_LOG_RETENTION must be at least 1h, got %s", e.LogRetention)
+	}
+	if e.ParkAfter < time.Second {
+		return e, fmt.Errorf("configuration: HERALD_PARK_AFTER must be at least 1s (message schedules have 1 s resolution), got %s", e.ParkAfter)
 	}
 	if e.AttemptTimeout <= 0 {
 		return e, fmt.Errorf("configuration: HERALD_ATTEMPT_TIMEOUT must be positive")

@@ -203,6 +203,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{"dispatch without a NATS URL", []string{"dispatch"}, []string{"HERALD_NATS_URL="}, 2, "needs HERALD_NATS_URL"},
 		{"bad log level", []string{"dispatch"}, []string{"HERALD_NATS_URL=nats://127.0.0.1:1", "HERALD_LOG_LEVEL=loud"}, 1, "HERALD_LOG_LEVEL"},
 		{"bad duration", []string{"serve"}, []string{"HERALD_ATTEMPT_TIMEOUT=soon"}, 1, "ATTEMPT_TIMEOUT"},
+		{"log retention too short", []string{"serve"}, []string{"HERALD_LOG_RETENTION=10m"}, 1, "HERALD_LOG_RETENTION must be at least 1h"},
+		{"park threshold under a second", []string{"serve"}, []string{"HERALD_PARK_AFTER=500ms"}, 1, "HERALD_PARK_AFTER"},
 		{"invalid event is rejected before connecting", []string{"publish", "--cloud", "a", "--type", "video-created", "--data", `{"video_id":"v","status":"meh"}`}, []string{"HERALD_NATS_URL=nats://127.0.0.1:1"}, 1, "event rejected: data.status"},
 		{"listen with a bad fail rate", []string{"listen", "--fail-rate", "2"}, nil, 2, "fail"},
 		{"version", []string{"version"}, nil, 0, ""},

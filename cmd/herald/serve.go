@@ -57,7 +57,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, withAPI bool) e
 			MaxInFlight:         e.MaxInFlight,
 			EndpointConcurrency: e.EndpointConcurrency,
 			AllowPrivateTargets: e.AllowPrivateTargets,
+			ParkAfter:           e.ParkAfter,
 		},
+		LogRetention: e.LogRetention,
 		Streams: streams.Config{
 			Replicas:       e.Replicas,
 			EventRetention: e.EventRetention,
