@@ -26,10 +26,12 @@ func UserAgent() string { return "herald/" + Version }
 
 // Subject layout. An event of type T for cloud C travels on
 // herald.events.C.T; each (event, subscription) delivery on
-// herald.deliveries.C.<subscription id>.
+// herald.deliveries.C.<subscription id>; a retry parked until it is due on
+// herald.parked.C.<subscription id>.<delivery id>.
 const (
 	EventSubjectPrefix    = "herald.events."
 	DeliverySubjectPrefix = "herald.deliveries."
+	ParkedSubjectPrefix   = "herald.parked."
 )
 
 var (

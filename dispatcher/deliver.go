@@ -382,7 +382,7 @@ func (d *Dispatcher) finish(ctx context.Context, j *job, status, reason string) 
 }
 
 // park turns a retry due at due into a message schedule on the delivery's
-// own subject, so that it waits in the stream instead of pending on the
+// own parked subject, so that it waits in the stream instead of pending on the
 // consumer, where every waiting retry costs the server timer work and
 // counts against MaxAckPending. JetStream publishes it back onto the
 // delivery subject when it is due.
@@ -399,7 +399,8 @@ func (d *Dispatcher) park(ctx context.Context, j *job, due time.Time) error {
 		due = t.Add(time.Second)
 	}
 	target := deliverySubject(dl.Event.Cloud, dl.SubscriptionID)
-	_, err = d.js.PublishMsg(ctx, &nats.Msg{Subject: target + "." + dl.ID, Data: body},
+	parked := herald.ParkedSubjectPrefix + dl.Event.Cloud + "." + dl.SubscriptionID + "." + dl.ID
+	_, err = d.js.PublishMsg(ctx, &nats.Msg{Subject: parked, Data: body},
 		jetstream.WithScheduleAt(due), jetstream.WithScheduleTarget(target),
 		jetstream.WithMsgID(dl.ID+".park."+strconv.Itoa(len(j.rec.Attempts))))
 	if err == nil {

@@ -294,6 +294,7 @@ func (d *Dispatcher) watchBacklog(ctx context.Context) {
 		case <-t.C:
 		}
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		start := time.Now()
 		s, err := d.js.Stream(ictx, streams.Deliveries)
 		var info *jetstream.StreamInfo
 		if err == nil {
@@ -303,6 +304,7 @@ func (d *Dispatcher) watchBacklog(ctx context.Context) {
 		if err != nil {
 			continue
 		}
+		d.log.Debug().Dur("took", time.Since(start)).Int("subjects", len(info.State.Subjects)).Msg("retry backlog read")
 		d.metrics.backlog.Reset()
 		var queued uint64
 		for subj, n := range info.State.Subjects {

@@ -102,8 +102,11 @@ func (c Config) EventsConfig() jetstream.StreamConfig {
 // subscription) on herald.deliveries.<cloud>.<subscription>, removed once
 // its consumer acknowledges or terminates it. A retry due later than the
 // dispatcher's park threshold waits as a message schedule on
-// herald.deliveries.<cloud>.<subscription>.<delivery>, which JetStream
-// turns back into a delivery message when it is due (and then purges).
+// herald.parked.<cloud>.<subscription>.<delivery>, which JetStream turns
+// back into a delivery message when it is due (and then purges). Parked
+// retries have a subject prefix of their own so that queries of the
+// delivery subjects never walk them; they must be in this stream, since a
+// schedule's target must be.
 // Message schedules rule out DiscardNew; the stream has no size limits, so
 // nothing is ever discarded.
 func (c Config) DeliveriesConfig() jetstream.StreamConfig {
@@ -111,7 +114,7 @@ func (c Config) DeliveriesConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        Deliveries,
 		Description: "herald: one message per (event, subscription) until it is settled; parked retries",
-		Subjects:    []string{herald.DeliverySubjectPrefix + ">"},
+		Subjects:    []string{herald.DeliverySubjectPrefix + ">", herald.ParkedSubjectPrefix + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxMsgSize:  herald.MaxEnvelopeSize + 4096,
@@ -130,7 +133,7 @@ const deliveryDedupeWindow = 10 * time.Minute
 
 // DeliveryFilter is the subject filter of the deliver consumer: delivery
 // messages, not the parked retries beside them.
-const DeliveryFilter = "herald.deliveries.*.*"
+const DeliveryFilter = herald.DeliverySubjectPrefix + "*.*"
 
 // Ensure creates or updates both streams. Right after an embedded server
 // starts, JetStream may not have a meta leader yet: Ensure retries until ctx
