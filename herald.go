@@ -32,6 +32,7 @@ const (
 	EventSubjectPrefix    = "herald.events."
 	DeliverySubjectPrefix = "herald.deliveries."
 	ParkedSubjectPrefix   = "herald.parked."
+	BacklogSubjectPrefix  = "herald.backlog."
 )
 
 var (

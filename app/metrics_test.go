@@ -57,3 +57,31 @@ func counter(t testing.TB, a *app.App, name string) float64 {
 	}
 	return 0
 }
+
+// gauge reads the gauge name whose labels include want (0 when absent).
+func gauge(t testing.TB, a *app.App, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := a.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if have[k] != v {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/app"
 	"github.com/herald-webhooks/herald/natsserver"
+	"github.com/herald-webhooks/herald/streams"
 )
 
 // logRecord waits until the delivery log holds a record of delivery id in
@@ -84,7 +86,10 @@ func TestLinearScheduleGivesUpIntoTheDeadLetterLog(t *testing.T) {
 // retry waits as a message schedule, comes back on time with the next
 // attempt number, and succeeds.
 func TestLongRetriesAreParkedAsSchedules(t *testing.T) {
-	a := startApp(t, t.TempDir(), func(c *app.Config) { c.Dispatch.ParkAfter = time.Second })
+	a := startApp(t, t.TempDir(), func(c *app.Config) {
+		c.Dispatch.ParkAfter = time.Second
+		c.Dispatch.BacklogRefresh = 100 * time.Millisecond
+	})
 	rc := newReceiver(t)
 	rc.setStatus(func(r received) int {
 		if r.Header.Get("Herald-Attempt") == "1" {
@@ -109,6 +114,22 @@ func TestLongRetriesAreParkedAsSchedules(t *testing.T) {
 	if v := counter(t, a, "herald_retries_parked_total"); v != 1 {
 		t.Errorf("herald_retries_parked_total = %v, want 1", v)
 	}
+	// The retry came due: the subscription's parked counter is back to 0
+	// (it was 1: it has a value at all only because the park counted).
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		st, err := a.JetStream().Stream(context.Background(), streams.Backlog)
+		if err != nil {
+			return err
+		}
+		m, err := st.GetLastMsgForSubject(context.Background(), herald.BacklogSubjectPrefix+"acme."+subID)
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != `{"val":"0"}` {
+			return fmt.Errorf("parked counter %s, want 0", m.Data)
+		}
+		return nil
+	})
 }
 
 // TestRetryAfterIsHonoured: a 429 asking for 2 s delays the retry past the
@@ -213,4 +234,87 @@ func TestRetryWaitingOnNakSurvivesNATSRestart(t *testing.T) {
 		t.Errorf("%d requests, want 2: the retry must happen once", n)
 	}
 	t.Logf("retry came %s after the first attempt, across a NATS restart", gap)
+}
+
+// TestRetryBacklogMetric: herald_retry_backlog counts each subscription's
+// retries where they wait: parked as schedules, or held on the consumer.
+func TestRetryBacklogMetric(t *testing.T) {
+	a := startApp(t, t.TempDir(), func(c *app.Config) { c.Dispatch.BacklogRefresh = 100 * time.Millisecond })
+	rc := newReceiver(t)
+	rc.setStatus(func(received) int { return http.StatusInternalServerError })
+	long := subscribe(t, a, "acme", map[string]any{"url": rc.URL + "/long", "events": []string{"encoding-complete"},
+		"retry": map[string]any{"strategy": "linear", "delay_delta": "1h", "max_retries": 3}})
+	short := subscribe(t, a, "acme", map[string]any{"url": rc.URL + "/short", "events": []string{"encoding-progress"},
+		"retry": map[string]any{"strategy": "linear", "delay_delta": "30s", "max_retries": 3}})
+	for i := range 3 {
+		publishHTTP(t, a, "acme", map[string]any{"type": "encoding-complete", "data": map[string]any{"encoding_id": fmt.Sprint(i)}})
+	}
+	for i := range 2 {
+		publishHTTP(t, a, "acme", map[string]any{"type": "encoding-progress", "data": map[string]any{"encoding_id": fmt.Sprint(i), "progress": 1}})
+	}
+	checkFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		p := gauge(t, a, "herald_retry_backlog", map[string]string{"subscription": long, "where": "parked"})
+		h := gauge(t, a, "herald_retry_backlog", map[string]string{"subscription": short, "where": "consumer"})
+		if p != 3 || h != 2 {
+			return fmt.Errorf("backlog: %v parked for %s (want 3), %v held for %s (want 2)", p, long, h, short)
+		}
+		return nil
+	})
+}
+
+// TestRestartKeepsTheWindowAndParkedRetries stops herald (server and
+// dispatcher) while one delivery is midway through a 4 s exponential window
+// and another waits parked, and starts it again on the same data: the first
+// still gives up 4 s after its first attempt, not 4 s after the restart;
+// the parked retry still comes, as attempt 2.
+func TestRestartKeepsTheWindowAndParkedRetries(t *testing.T) {
+	dir := t.TempDir()
+	fast := func(c *app.Config) { c.Dispatch.ParkAfter = time.Second }
+	a := startApp(t, dir, fast)
+	rc := newReceiver(t)
+	var recovered atomic.Bool
+	rc.setStatus(func(r received) int {
+		if r.Path == "/parked" && recovered.Load() {
+			return http.StatusOK
+		}
+		return http.StatusInternalServerError
+	})
+	windowSub := subscribe(t, a, "acme", map[string]any{"url": rc.URL + "/window", "events": []string{"encoding-complete"},
+		"retry": map[string]any{"strategy": "exponential", "initial_delay": "1s", "max_delay": "1s", "window": "4s"}})
+	parkedSub := subscribe(t, a, "acme", map[string]any{"url": rc.URL + "/parked", "events": []string{"encoding-progress"},
+		"retry": map[string]any{"strategy": "linear", "delay_delta": "3s", "max_retries": 2}})
+	w, _ := publishHTTP(t, a, "acme", map[string]any{"type": "encoding-complete", "data": map[string]any{"encoding_id": "w"}})
+	p, _ := publishHTTP(t, a, "acme", map[string]any{"type": "encoding-progress", "data": map[string]any{"encoding_id": "p", "progress": 1}})
+	wID, pID := herald.DeliveryID("acme", w, windowSub), herald.DeliveryID("acme", p, parkedSub)
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		rec, err := a.DeliveryLog().Get(context.Background(), "acme", windowSub, wID)
+		if err != nil || len(rec.Attempts) < 2 {
+			return fmt.Errorf("window delivery not at attempt 2 yet")
+		}
+		if _, err := a.DeliveryLog().Get(context.Background(), "acme", parkedSub, pID); err != nil {
+			return err
+		}
+		return nil
+	})
+	a.Stop()
+	recovered.Store(true)
+	b := startApp(t, dir, fast)
+
+	rec := logRecord(t, b, "acme", windowSub, wID, herald.StatusFailed)
+	first, last := rec.Attempts[0].At, rec.Attempts[len(rec.Attempts)-1].At
+	if span := last.Sub(first); span > 4*time.Second+500*time.Millisecond {
+		t.Errorf("attempts spanned %s (%d attempts): the 4 s window restarted with herald", span, len(rec.Attempts))
+	}
+	if n := len(rec.Attempts); n < 3 || n > 6 {
+		t.Errorf("%d attempts in a 4 s window of 1 s delays", n)
+	}
+	for i, at := range rec.Attempts {
+		if at.Number != i+1 {
+			t.Errorf("attempt %d is numbered %d", i+1, at.Number)
+		}
+	}
+	prec := logRecord(t, b, "acme", parkedSub, pID, herald.StatusSucceeded)
+	if len(prec.Attempts) != 2 {
+		t.Errorf("parked delivery ended with %d attempts, want 2", len(prec.Attempts))
+	}
 }

@@ -83,6 +83,9 @@ func (d *Dispatcher) run(ctx context.Context, j *job) error {
 	if err != nil {
 		return &dropError{reason: "delivery message without metadata"}
 	}
+	if meta.NumDelivered == 1 && j.msg.Headers().Get("Nats-Scheduler") != "" {
+		d.countParked(j.dl.Event.Cloud, j.dl.SubscriptionID, "-1") // a parked retry came due
+	}
 	if meta.NumDelivered > 1 || j.dl.Retry {
 		// Not the first message of this delivery: what happened before is
 		// in the log, not in NumDelivered, which also counts hand-backs.
@@ -405,6 +408,20 @@ func (d *Dispatcher) park(ctx context.Context, j *job, due time.Time) error {
 		jetstream.WithMsgID(dl.ID+".park."+strconv.Itoa(len(j.rec.Attempts))))
 	if err == nil {
 		d.metrics.parked.Inc()
+		d.countParked(dl.Event.Cloud, dl.SubscriptionID, "+1")
 	}
 	return err
+}
+
+// countParked moves the subscription's parked-retries counter by delta
+// ("+1" or "-1"), without waiting: it feeds a metric, and a crash between a
+// park and its count leaves the count off by one, nothing worse.
+func (d *Dispatcher) countParked(cloud, subID, delta string) {
+	_, err := d.js.PublishMsgAsync(&nats.Msg{
+		Subject: herald.BacklogSubjectPrefix + cloud + "." + subID,
+		Header:  nats.Header{"Nats-Incr": []string{delta}},
+	})
+	if err != nil {
+		d.log.Debug().Err(err).Msg("count parked retry")
+	}
 }

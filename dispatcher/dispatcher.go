@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,9 @@ type Config struct {
 	// ParkAfter: a retry due later than this waits as a JetStream message
 	// schedule instead of a NakWithDelay (default 60 s, at least 1 s).
 	ParkAfter time.Duration
+	// BacklogRefresh is how often herald_retry_backlog is read from the
+	// streams (default 15 s).
+	BacklogRefresh time.Duration
 	// SkipSuccessLog leaves deliveries that succeed at the first attempt
 	// out of the delivery log (retries and failures are always logged).
 	SkipSuccessLog bool
@@ -143,6 +147,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ParkAfter == 0 {
 		c.ParkAfter = 60 * time.Second
+	}
+	if c.BacklogRefresh <= 0 {
+		c.BacklogRefresh = 15 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -280,12 +287,13 @@ func (d *Dispatcher) shouldPark(delay time.Duration) bool {
 	return delay > d.cfg.ParkAfter || (delay >= 2*time.Second && d.ackPending.Load() > d.parkPressure())
 }
 
-// watchBacklog refreshes herald_retry_backlog from the deliveries stream's
-// per-subject counts: every delivery message of a subscription still in
-// the stream, waiting for a worker or for its NAK delay. Parked retries
-// are counted in herald_retries_parked_waiting, for all subscriptions.
+// watchBacklog refreshes herald_retry_backlog every BacklogRefresh: from the
+// deliveries stream's per-subject counts, each subscription's messages held
+// on the consumer (waiting for a worker or their NAK delay); from the
+// backlog counters, its parked retries. Both are the same on every
+// dispatcher.
 func (d *Dispatcher) watchBacklog(ctx context.Context) {
-	t := time.NewTicker(15 * time.Second)
+	t := time.NewTicker(d.cfg.BacklogRefresh)
 	defer t.Stop()
 	for {
 		select {
@@ -293,26 +301,70 @@ func (d *Dispatcher) watchBacklog(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		start := time.Now()
-		s, err := d.js.Stream(ictx, streams.Deliveries)
-		var info *jetstream.StreamInfo
-		if err == nil {
-			info, err = s.Info(ictx, jetstream.WithSubjectFilter(streams.DeliveryFilter))
-		}
-		cancel()
+		held, err := d.subjectCounts(ctx, streams.Deliveries, streams.DeliveryFilter)
 		if err != nil {
 			continue
 		}
-		d.log.Debug().Dur("took", time.Since(start)).Int("subjects", len(info.State.Subjects)).Msg("retry backlog read")
-		d.metrics.backlog.Reset()
-		var queued uint64
-		for subj, n := range info.State.Subjects {
-			rest := strings.TrimPrefix(subj, herald.DeliverySubjectPrefix)
-			cloud, sub, _ := strings.Cut(rest, ".")
-			d.metrics.backlog.WithLabelValues(cloud, sub).Set(float64(n))
-			queued += n
+		parked, err := d.parkedCounts(ctx)
+		if err != nil {
+			continue
 		}
-		d.metrics.parkedWaiting.Set(float64(info.State.Msgs - min(queued, info.State.Msgs)))
+		d.metrics.backlog.Reset()
+		for subj, n := range held {
+			cloud, sub, _ := strings.Cut(strings.TrimPrefix(subj, herald.DeliverySubjectPrefix), ".")
+			d.metrics.backlog.WithLabelValues(cloud, sub, "consumer").Set(float64(n))
+		}
+		for subj, n := range parked {
+			cloud, sub, _ := strings.Cut(strings.TrimPrefix(subj, herald.BacklogSubjectPrefix), ".")
+			d.metrics.backlog.WithLabelValues(cloud, sub, "parked").Set(float64(n))
+		}
+		d.log.Debug().Dur("took", time.Since(start)).Int("subscriptions", len(held)+len(parked)).Msg("retry backlog read")
 	}
+}
+
+// subjectCounts returns the message count of each subject of stream that
+// matches filter.
+func (d *Dispatcher) subjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := d.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, err
+	}
+	return info.State.Subjects, nil
+}
+
+// parkedCounts reads every subscription's parked-retries counter.
+func (d *Dispatcher) parkedCounts(ctx context.Context) (map[string]int64, error) {
+	subjects, err := d.subjectCounts(ctx, streams.Backlog, herald.BacklogSubjectPrefix+">")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := d.js.Stream(ctx, streams.Backlog)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(subjects))
+	for subj := range subjects {
+		m, err := s.GetLastMsgForSubject(ctx, subj)
+		if err != nil {
+			continue
+		}
+		var v struct {
+			Val string `json:"val"`
+		}
+		if json.Unmarshal(m.Data, &v) == nil {
+			if n, err := strconv.ParseInt(v.Val, 10, 64); err == nil && n > 0 {
+				out[subj] = n
+			}
+		}
+	}
+	return out, nil
 }

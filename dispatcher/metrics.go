@@ -11,7 +11,6 @@ type metrics struct {
 	parked          prometheus.Counter
 	ackPending      prometheus.Gauge
 	backlog         *prometheus.GaugeVec
-	parkedWaiting   prometheus.Gauge
 	waiting         prometheus.Gauge
 	attemptDuration *prometheus.HistogramVec
 }
@@ -40,12 +39,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_retry_backlog",
-			Help: "Delivery messages of a subscription in the stream: waiting for a worker or for their retry delay (parked retries excluded). The same on every dispatcher: aggregate with max, not sum.",
-		}, []string{"cloud", "subscription"}),
-		parkedWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "herald_retries_parked_waiting",
-			Help: "Retries parked as message schedules and not yet due, all subscriptions together.",
-		}),
+			Help: "A subscription's deliveries not yet settled, by where they wait: consumer (for a worker or a NAK delay) or parked (a message schedule, until due). Refreshed every 15 s; the same on every dispatcher, so aggregate with max, not sum.",
+		}, []string{"cloud", "subscription", "where"}),
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_deliver_waiting",
 			Help: "Delivery messages in the stream not yet handed to a dispatcher (the deliver consumer's NumPending).",
@@ -56,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"class"}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.fanout, m.deliveries, m.parked, m.ackPending, m.backlog, m.parkedWaiting, m.waiting, m.attemptDuration} {
+	for _, c := range []prometheus.Collector{m.events, m.fanout, m.deliveries, m.parked, m.ackPending, m.backlog, m.waiting, m.attemptDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ import (
 const (
 	Events          = "HERALD_EVENTS"
 	Deliveries      = "HERALD_DELIVERIES"
+	Backlog         = "HERALD_BACKLOG"
 	FanoutConsumer  = "herald-fanout"
 	DeliverConsumer = "herald-deliver"
 )
@@ -135,14 +136,33 @@ const deliveryDedupeWindow = 10 * time.Minute
 // messages, not the parked retries beside them.
 const DeliveryFilter = herald.DeliverySubjectPrefix + "*.*"
 
-// Ensure creates or updates both streams. Right after an embedded server
+// BacklogConfig is a counter stream (nats-server 2.12+): one counter per
+// subscription, herald.backlog.<cloud>.<subscription>, of its retries
+// parked as message schedules. Parking adds one; the retry coming due takes
+// one off. Only the latest value of each counter is kept.
+func (c Config) BacklogConfig() jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:              Backlog,
+		Description:       "herald: parked retries per subscription (counters)",
+		Subjects:          []string{herald.BacklogSubjectPrefix + ">"},
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: 1,
+		AllowMsgCounter:   true,
+		Storage:           jetstream.FileStorage,
+		Replicas:          c.Replicas,
+	}
+}
+
+// Ensure creates or updates the streams. Right after an embedded server
 // starts, JetStream may not have a meta leader yet: Ensure retries until ctx
 // ends.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	for _, sc := range []jetstream.StreamConfig{cfg.EventsConfig(), cfg.DeliveriesConfig()} {
+	for _, sc := range []jetstream.StreamConfig{cfg.EventsConfig(), cfg.DeliveriesConfig(), cfg.BacklogConfig()} {
 		err := Retry(ctx, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
