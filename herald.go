@@ -27,11 +27,13 @@ func UserAgent() string { return "herald/" + Version }
 // Subject layout. An event of type T for cloud C travels on
 // herald.events.C.T; each (event, subscription) delivery on
 // herald.deliveries.C.<subscription id>; a retry parked until it is due on
-// herald.parked.C.<subscription id>.<delivery id>.
+// herald.parked.C.<subscription id>.<delivery id>, and once due on
+// herald.retries.C.<subscription id>.
 const (
 	EventSubjectPrefix    = "herald.events."
 	DeliverySubjectPrefix = "herald.deliveries."
 	ParkedSubjectPrefix   = "herald.parked."
+	RetrySubjectPrefix    = "herald.retries."
 	BacklogSubjectPrefix  = "herald.backlog."
 )
 

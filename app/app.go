@@ -106,6 +106,7 @@ type App struct {
 	subs  *subscriptions.Store
 	creds *subscriptions.Credentials
 	dlog  *deliverylog.Log
+	cache *subscriptions.Cache // nil without a dispatcher
 
 	ncClosed chan struct{}
 
@@ -177,6 +178,7 @@ func Start(ctx context.Context, cfg Config) (_ *App, err error) {
 
 	if cfg.Dispatcher {
 		cache := a.subs.NewCache(a.log, 0)
+		a.cache = cache
 		a.goRun("subscription cache", func() error { return cache.Run(runCtx) })
 		select {
 		case <-cache.Ready():
@@ -361,6 +363,10 @@ func (a *App) Publisher() *publisher.Publisher { return a.pub }
 
 // Subscriptions is the process's subscription store.
 func (a *App) Subscriptions() *subscriptions.Store { return a.subs }
+
+// SubscriptionCache is the dispatcher's view of the subscriptions (nil
+// without a dispatcher).
+func (a *App) SubscriptionCache() *subscriptions.Cache { return a.cache }
 
 // DeliveryLog is the process's delivery log.
 func (a *App) DeliveryLog() *deliverylog.Log { return a.dlog }

@@ -271,7 +271,7 @@ func TestTwoDispatchersShareWork(t *testing.T) {
 		c.API = false
 	})
 	rc := newReceiver(t)
-	subscribe(t, a, "acme", map[string]any{"url": rc.URL, "events": []string{"*"}})
+	subscribe(t, a, "acme", map[string]any{"url": rc.URL, "events": []string{"*"}}, b)
 	const n = 400
 	publishMany(t, a, "acme", n)
 	rc.waitN(t, n, 30*time.Second)

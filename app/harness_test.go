@@ -113,10 +113,29 @@ func mustCall(t testing.TB, a *app.App, method, path, token string, body any, wa
 	return out
 }
 
-func subscribe(t testing.TB, a *app.App, cloud string, body map[string]any) string {
+// subscribe creates a subscription and waits until the dispatcher of every
+// app in also (and of a) matches events against it: a new subscription
+// reaches dispatchers through a KV watch, within milliseconds but not
+// synchronously, and an event fanned out before then does not go to it.
+func subscribe(t testing.TB, a *app.App, cloud string, body map[string]any, also ...*app.App) string {
 	t.Helper()
 	out := mustCall(t, a, "POST", "/v1/clouds/"+cloud+"/subscriptions", adminToken, body, http.StatusCreated)
-	return out["id"].(string)
+	id := out["id"].(string)
+	updated, err := time.Parse(time.RFC3339Nano, out["updated_at"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range append([]*app.App{a}, also...) {
+		if c := x.SubscriptionCache(); c != nil {
+			checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+				if !c.Has(cloud, id, updated) {
+					return fmt.Errorf("subscription %s not yet seen by the dispatcher", id)
+				}
+				return nil
+			})
+		}
+	}
+	return id
 }
 
 func publishHTTP(t testing.TB, a *app.App, cloud string, body map[string]any) (id string, seq uint64) {

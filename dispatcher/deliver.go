@@ -43,11 +43,24 @@ type dropError struct{ reason string }
 
 func (e *dropError) Error() string { return e.reason }
 
+// deliverConsumerConfig is the consumer of fresh deliveries; retryConsumer
+// Config the one of parked retries come due. They share everything but
+// their subjects: a delivery message is handled the same in either lane.
 func (d *Dispatcher) deliverConsumerConfig() jetstream.ConsumerConfig {
+	return d.attemptConsumerConfig(streams.DeliverConsumer, streams.DeliveryFilter,
+		"herald: HTTP attempts, one message per (event, subscription)")
+}
+
+func (d *Dispatcher) retryConsumerConfig() jetstream.ConsumerConfig {
+	return d.attemptConsumerConfig(streams.RetryConsumer, streams.RetryFilter,
+		"herald: HTTP attempts of parked retries that came due")
+}
+
+func (d *Dispatcher) attemptConsumerConfig(name, filter, desc string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       streams.DeliverConsumer,
-		Description:   "herald: HTTP attempts, one message per (event, subscription)",
-		FilterSubject: streams.DeliveryFilter,
+		Durable:       name,
+		Description:   desc,
+		FilterSubject: filter,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		// Covers a message waiting in the small client buffer for a worker,
 		// plus one attempt.
@@ -401,7 +414,7 @@ func (d *Dispatcher) park(ctx context.Context, j *job, due time.Time) error {
 	if t := due.Truncate(time.Second); t.Before(due) {
 		due = t.Add(time.Second)
 	}
-	target := deliverySubject(dl.Event.Cloud, dl.SubscriptionID)
+	target := herald.RetrySubjectPrefix + dl.Event.Cloud + "." + dl.SubscriptionID
 	parked := herald.ParkedSubjectPrefix + dl.Event.Cloud + "." + dl.SubscriptionID + "." + dl.ID
 	_, err = d.js.PublishMsg(ctx, &nats.Msg{Subject: parked, Data: body},
 		jetstream.WithScheduleAt(due), jetstream.WithScheduleTarget(target),

@@ -210,22 +210,35 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	grace := d.cfg.AttemptTimeout + 5*time.Second
-	fs := newStage("fan-out", d.cfg.FanoutWorkers, grace, d.log, d.fanout)
-	ds := newStage("deliver", d.cfg.MaxInFlight, grace, d.log, d.deliver)
-	if err := fs.start(fan); err != nil {
+	ret, err := d.consumer(ctx, d.retryConsumerConfig(), streams.Deliveries)
+	if err != nil {
 		return err
 	}
-	if err := ds.start(del); err != nil {
-		fs.stop()
-		return err
+	grace := d.cfg.AttemptTimeout + 5*time.Second
+	stages := []*stage{
+		newStage("fan-out", d.cfg.FanoutWorkers, grace, d.log, d.fanout),
+		newStage("deliver", d.cfg.MaxInFlight, grace, d.log, d.deliver),
+		// Retries come due in waves (a dead endpoint's, all at once): a
+		// smaller pool of their own keeps a wave from taking the CPU and
+		// the connections that fresh deliveries need.
+		newStage("retry", max(d.cfg.MaxInFlight/4, 1), grace, d.log, d.deliver),
+	}
+	var started []*stage
+	for i, cons := range []jetstream.Consumer{fan, del, ret} {
+		if err := stages[i].start(cons); err != nil {
+			for _, s := range started {
+				s.stop()
+			}
+			return err
+		}
+		started = append(started, stages[i])
 	}
 	go d.watchPressure(ctx, del)
 	go d.watchBacklog(ctx)
 	d.log.Info().Int("max_in_flight", d.cfg.MaxInFlight).Int("endpoint_concurrency", d.cfg.EndpointConcurrency).Msg("dispatcher running")
 	<-ctx.Done()
 	var wg sync.WaitGroup
-	for _, s := range []*stage{fs, ds} {
+	for _, s := range stages {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.stop() }()
 	}
@@ -306,14 +319,26 @@ func (d *Dispatcher) watchBacklog(ctx context.Context) {
 		if err != nil {
 			continue
 		}
+		due, err := d.subjectCounts(ctx, streams.Deliveries, streams.RetryFilter)
+		if err != nil {
+			continue
+		}
 		parked, err := d.parkedCounts(ctx)
 		if err != nil {
 			continue
 		}
 		d.metrics.backlog.Reset()
+		consumer := map[[2]string]uint64{}
 		for subj, n := range held {
 			cloud, sub, _ := strings.Cut(strings.TrimPrefix(subj, herald.DeliverySubjectPrefix), ".")
-			d.metrics.backlog.WithLabelValues(cloud, sub, "consumer").Set(float64(n))
+			consumer[[2]string{cloud, sub}] += n
+		}
+		for subj, n := range due {
+			cloud, sub, _ := strings.Cut(strings.TrimPrefix(subj, herald.RetrySubjectPrefix), ".")
+			consumer[[2]string{cloud, sub}] += n
+		}
+		for k, n := range consumer {
+			d.metrics.backlog.WithLabelValues(k[0], k[1], "consumer").Set(float64(n))
 		}
 		for subj, n := range parked {
 			cloud, sub, _ := strings.Cut(strings.TrimPrefix(subj, herald.BacklogSubjectPrefix), ".")

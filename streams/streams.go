@@ -31,6 +31,7 @@ const (
 	Backlog         = "HERALD_BACKLOG"
 	FanoutConsumer  = "herald-fanout"
 	DeliverConsumer = "herald-deliver"
+	RetryConsumer   = "herald-retry"
 )
 
 // Config sizes the streams. The zero value means the defaults.
@@ -107,7 +108,10 @@ func (c Config) EventsConfig() jetstream.StreamConfig {
 // back into a delivery message when it is due (and then purges). Parked
 // retries have a subject prefix of their own so that queries of the
 // delivery subjects never walk them; they must be in this stream, since a
-// schedule's target must be.
+// schedule's target must be. A parked retry comes due on
+// herald.retries.<cloud>.<subscription>, a lane with a consumer of its own,
+// so a wave of due retries to a dead endpoint never queues ahead of fresh
+// deliveries.
 // Message schedules rule out DiscardNew; the stream has no size limits, so
 // nothing is ever discarded.
 func (c Config) DeliveriesConfig() jetstream.StreamConfig {
@@ -115,7 +119,7 @@ func (c Config) DeliveriesConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        Deliveries,
 		Description: "herald: one message per (event, subscription) until it is settled; parked retries",
-		Subjects:    []string{herald.DeliverySubjectPrefix + ">", herald.ParkedSubjectPrefix + ">"},
+		Subjects:    []string{herald.DeliverySubjectPrefix + ">", herald.ParkedSubjectPrefix + ">", herald.RetrySubjectPrefix + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxMsgSize:  herald.MaxEnvelopeSize + 4096,
@@ -135,6 +139,10 @@ const deliveryDedupeWindow = 10 * time.Minute
 // DeliveryFilter is the subject filter of the deliver consumer: delivery
 // messages, not the parked retries beside them.
 const DeliveryFilter = herald.DeliverySubjectPrefix + "*.*"
+
+// RetryFilter is the subject filter of the retry consumer: parked retries
+// that came due.
+const RetryFilter = herald.RetrySubjectPrefix + "*.*"
 
 // BacklogConfig is a counter stream (nats-server 2.12+): one counter per
 // subscription, herald.backlog.<cloud>.<subscription>, of its retries

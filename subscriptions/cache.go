@@ -179,6 +179,21 @@ func (c *Cache) Match(cloud, typ string, data json.RawMessage, dst []*herald.Sub
 	return dst
 }
 
+// Has reports whether the cache holds subscription id of cloud, as updated
+// as of updatedAt or later: a subscription created or changed through any Store
+// is matched by fan-out once Has says so.
+func (c *Cache) Has(cloud, id string, updatedAt time.Time) bool {
+	c.mu.RLock()
+	list := c.byCloud[cloud]
+	c.mu.RUnlock()
+	for _, s := range list {
+		if s.ID == id && !s.UpdatedAt.Before(updatedAt) {
+			return true
+		}
+	}
+	return false
+}
+
 // Subscription returns the current state of one subscription: from memory,
 // or from the bucket when the cache has not seen it yet (a subscription
 // created a moment ago on another node). herald.ErrNotFound means deleted.
