@@ -70,7 +70,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{js: cfg.JetStream}
 	var err error
-	l.kv, err = openBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
+	l.kv, err = streams.OpenBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "herald: deliveries and their attempts by <cloud>.<subscription>.<delivery>",
 		History:     1,
@@ -81,7 +81,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.progress, err = openBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
+	l.progress, err = streams.OpenBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      ProgressBucket,
 		Description: "herald: newest progress event delivered per <cloud>.<subscription>.<encoding>",
 		History:     1,
@@ -92,7 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.rejected, err = openBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
+	l.rejected, err = streams.OpenBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      RejectedBucket,
 		Description: "herald: events refused at fan-out, by events-stream sequence",
 		History:     1,
@@ -139,19 +139,6 @@ func (l *Log) RejectedEvent(ctx context.Context, seq uint64) (Rejected, error) {
 	}
 	err = json.Unmarshal(e.Value(), &r)
 	return r, err
-}
-
-func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	var kv jetstream.KeyValue
-	err := streams.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("deliverylog: open bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
 }
 
 func key(cloud, subID, id string) string { return cloud + "." + subID + "." + id }

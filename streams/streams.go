@@ -192,6 +192,21 @@ func Check(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
+// OpenBucket creates or updates a KV bucket, retrying while a fresh server
+// does not yet answer.
+func OpenBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := Retry(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
 // Retry calls fn until it succeeds, ctx ends, or 10 s pass, pausing briefly
 // between tries. It is for start-up, when a fresh server may not yet answer
 // JetStream API requests.

@@ -3,8 +3,6 @@ package subscriptions
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -16,11 +14,6 @@ import (
 	"github.com/herald-webhooks/herald"
 )
 
-// DefaultResync is how often a Cache re-reads the whole bucket. A KV watch
-// can go quiet for a while after a server restart (nats.go #1777); the
-// resync bounds how long a cache can stay stale.
-const DefaultResync = 30 * time.Second
-
 // Cache holds every subscription in memory, fed by a watch on the bucket, so
 // that matching an event costs no I/O. A change made through any Store
 // reaches every Cache within milliseconds.
@@ -29,95 +22,48 @@ const DefaultResync = 30 * time.Second
 type Cache struct {
 	store  *Store
 	log    zerolog.Logger
-	resync time.Duration
+	mirror *mirror
 
-	ready     chan struct{}
-	readyOnce sync.Once
-
-	mu      sync.RWMutex
-	byCloud map[string][]*herald.Subscription // each slice is replaced, never changed in place
-	total   int
+	mu       sync.RWMutex
+	byCloud  map[string][]*herald.Subscription // each slice is replaced, never changed in place
+	total    int
+	snapshot map[string][]*herald.Subscription // being filled by a watch's initial values
 }
 
 // NewCache returns a Cache of s's bucket; it fills once Run starts.
 // resync of 0 means DefaultResync.
 func (s *Store) NewCache(log zerolog.Logger, resync time.Duration) *Cache {
-	if resync <= 0 {
-		resync = DefaultResync
-	}
-	return &Cache{
+	c := &Cache{
 		store:   s,
 		log:     log.With().Str("component", "subscription-cache").Logger(),
-		resync:  resync,
-		ready:   make(chan struct{}),
 		byCloud: map[string][]*herald.Subscription{},
 	}
+	c.mirror = newMirror(s.kv, c.log, resync, c)
+	return c
 }
 
 // Ready is closed once the cache has loaded the whole bucket.
-func (c *Cache) Ready() <-chan struct{} { return c.ready }
+func (c *Cache) Ready() <-chan struct{} { return c.mirror.ready }
 
-// Run watches the bucket until ctx ends. Each watch starts with a full
-// snapshot that replaces the cache, so a delete missed while disconnected is
-// not kept. It returns nil when ctx ends.
-func (c *Cache) Run(ctx context.Context) error {
-	for {
-		err := c.watch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			c.log.Warn().Err(err).Msg("subscription watch interrupted; restarting")
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
+// Run watches the bucket until ctx ends (see mirror) and returns nil.
+func (c *Cache) Run(ctx context.Context) error { return c.mirror.run(ctx) }
+
+func (c *Cache) begin() { c.snapshot = map[string][]*herald.Subscription{} }
+
+func (c *Cache) apply(e jetstream.KeyValueEntry, live bool) {
+	if !live {
+		c.applyTo(c.snapshot, e)
+		return
 	}
+	c.mu.Lock()
+	c.applyTo(c.byCloud, e)
+	c.total = countAll(c.byCloud)
+	c.mu.Unlock()
 }
 
-// watch runs one watch until ctx ends, the resync period passes, or the
-// watcher breaks. It returns nil for a planned restart.
-func (c *Cache) watch(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := c.store.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
-
-	snapshot := map[string][]*herald.Subscription{}
-	loaded := false
-	resync := time.NewTimer(c.resync)
-	defer resync.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-resync.C:
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch channel closed")
-			}
-			if e == nil { // end of the initial values
-				c.replace(snapshot)
-				snapshot, loaded = nil, true
-				c.readyOnce.Do(func() { close(c.ready) })
-				continue
-			}
-			if !loaded {
-				c.applyTo(snapshot, e)
-				continue
-			}
-			c.mu.Lock()
-			c.applyTo(c.byCloud, e)
-			c.total = countAll(c.byCloud)
-			c.mu.Unlock()
-		}
-	}
+func (c *Cache) commit() {
+	c.replace(c.snapshot)
+	c.snapshot = nil
 }
 
 // applyTo applies one KV entry to m.

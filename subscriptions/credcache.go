@@ -3,7 +3,6 @@ package subscriptions
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,13 +25,11 @@ import (
 type CredentialCache struct {
 	creds  *Credentials
 	log    zerolog.Logger
-	resync time.Duration
+	mirror *mirror
 
-	ready     chan struct{}
-	readyOnce sync.Once
-
-	mu    sync.RWMutex
-	byKey map[string]*applier // by "<cloud>.<id>"; an applier is replaced, never changed
+	mu       sync.RWMutex
+	byKey    map[string]*applier // by "<cloud>.<id>"; an applier is replaced, never changed
+	snapshot map[string]*applier // being filled by a watch's initial values
 }
 
 // applier is one credential, ready to set on a request. It never prints.
@@ -55,82 +52,40 @@ func (applier) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), ni
 // NewCache returns a CredentialCache of c's bucket; it fills once Run
 // starts. resync of 0 means DefaultResync.
 func (c *Credentials) NewCache(log zerolog.Logger, resync time.Duration) *CredentialCache {
-	if resync <= 0 {
-		resync = DefaultResync
+	cc := &CredentialCache{
+		creds: c,
+		log:   log.With().Str("component", "credential-cache").Logger(),
+		byKey: map[string]*applier{},
 	}
-	return &CredentialCache{
-		creds:  c,
-		log:    log.With().Str("component", "credential-cache").Logger(),
-		resync: resync,
-		ready:  make(chan struct{}),
-		byKey:  map[string]*applier{},
-	}
+	cc.mirror = newMirror(c.kv, cc.log, resync, cc)
+	return cc
 }
 
 // Ready is closed once the cache has loaded the whole bucket.
-func (cc *CredentialCache) Ready() <-chan struct{} { return cc.ready }
+func (cc *CredentialCache) Ready() <-chan struct{} { return cc.mirror.ready }
 
-// Run watches the bucket until ctx ends; see Cache.Run. It returns nil when
-// ctx ends.
-func (cc *CredentialCache) Run(ctx context.Context) error {
-	for {
-		err := cc.watch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			cc.log.Warn().Err(err).Msg("credential watch interrupted; restarting")
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
+// Run watches the bucket until ctx ends (see mirror) and returns nil.
+func (cc *CredentialCache) Run(ctx context.Context) error { return cc.mirror.run(ctx) }
+
+func (cc *CredentialCache) begin() { cc.snapshot = map[string]*applier{} }
+
+func (cc *CredentialCache) apply(e jetstream.KeyValueEntry, live bool) {
+	a := cc.entry(e)
+	if !live {
+		setOrDelete(cc.snapshot, e.Key(), a)
+		return
 	}
+	cc.mu.Lock()
+	setOrDelete(cc.byKey, e.Key(), a)
+	cc.mu.Unlock()
 }
 
-func (cc *CredentialCache) watch(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := cc.creds.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
-
-	snapshot := map[string]*applier{}
-	loaded := false
-	resync := time.NewTimer(cc.resync)
-	defer resync.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-resync.C:
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch channel closed")
-			}
-			if e == nil {
-				cc.mu.Lock()
-				cc.byKey = snapshot
-				cc.mu.Unlock()
-				snapshot, loaded = nil, true
-				cc.readyOnce.Do(func() { close(cc.ready) })
-				cc.log.Debug().Int("credentials", cc.Len()).Msg("credential cache loaded")
-				continue
-			}
-			a := cc.entry(e)
-			if !loaded {
-				setOrDelete(snapshot, e.Key(), a)
-				continue
-			}
-			cc.mu.Lock()
-			setOrDelete(cc.byKey, e.Key(), a)
-			cc.mu.Unlock()
-		}
-	}
+func (cc *CredentialCache) commit() {
+	cc.mu.Lock()
+	cc.byKey = cc.snapshot
+	cc.mu.Unlock()
+	cc.snapshot = nil
+	cc.log.Debug().Int("credentials", cc.Len()).Msg("credential cache loaded")
 }
 
 func setOrDelete(m map[string]*applier, k string, a *applier) {

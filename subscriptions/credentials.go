@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/streams"
 	"github.com/herald-webhooks/herald/webhook"
 )
 
@@ -165,7 +166,7 @@ func OpenCredentials(ctx context.Context, cfg CredentialsConfig) (*Credentials, 
 	if err != nil {
 		return nil, err
 	}
-	kv, err := openBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
+	kv, err := streams.OpenBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      CredentialsBucket,
 		Description: "herald: credentials by <cloud>.<id>, secrets sealed (AES-256-GCM) when HERALD_ENCRYPTION_KEY is set",
 		History:     1,
@@ -175,7 +176,7 @@ func OpenCredentials(ctx context.Context, cfg CredentialsConfig) (*Credentials, 
 	if err != nil {
 		return nil, err
 	}
-	subs, err := openBucket(ctx, cfg.JetStream, subscriptionsBucket(cfg.Replicas))
+	subs, err := streams.OpenBucket(ctx, cfg.JetStream, subscriptionsBucket(cfg.Replicas))
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/streams"
 )
 
 // KeysBucket holds cloud keys by key id: the cloud, the time of minting and
@@ -37,7 +38,7 @@ type storedKey struct {
 
 // OpenKeys creates the keys bucket if needed.
 func OpenKeys(ctx context.Context, js jetstream.JetStream, replicas int) (*Keys, error) {
-	kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{
+	kv, err := streams.OpenBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      KeysBucket,
 		Description: "herald: cloud keys (hashes only) by key id",
 		History:     1,

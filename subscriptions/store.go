@@ -82,7 +82,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	kv, err := openBucket(ctx, cfg.JetStream, subscriptionsBucket(cfg.Replicas))
+	kv, err := streams.OpenBucket(ctx, cfg.JetStream, subscriptionsBucket(cfg.Replicas))
 	if err != nil {
 		return nil, err
 	}
@@ -98,19 +98,6 @@ func subscriptionsBucket(replicas int) jetstream.KeyValueConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
 	}
-}
-
-func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	var kv jetstream.KeyValue
-	err := streams.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subscriptions: open bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
 }
 
 func key(cloud, id string) string { return cloud + "." + id }
