@@ -34,6 +34,18 @@ func (e *ConflictError) Unwrap() error { return ErrConflict }
 // Conflict returns a *ConflictError with reason.
 func Conflict(reason string) error { return &ConflictError{Reason: reason} }
 
+// UnavailableError is an ErrUnavailable whose Reason is written for the
+// user and safe to show them ("the events stream is full").
+type UnavailableError struct{ Reason string }
+
+func (e *UnavailableError) Error() string { return "unavailable: " + e.Reason }
+
+// Unwrap makes an UnavailableError an ErrUnavailable.
+func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
+
+// Unavailable returns an *UnavailableError with reason.
+func Unavailable(reason string) error { return &UnavailableError{Reason: reason} }
+
 // ValidationError says which field of an input is wrong and why. Field uses
 // dots for nesting ("retry.initial_delay", "data.status") and is empty when
 // the input as a whole is wrong.

@@ -53,6 +53,7 @@ const (
 func errorStatus(err error) (int, errorBody) {
 	var ve *herald.ValidationError
 	var conflict *herald.ConflictError
+	var unavailable *herald.UnavailableError
 	var ce *clientError
 	switch {
 	case errors.As(err, &ve):
@@ -65,6 +66,8 @@ func errorStatus(err error) (int, errorBody) {
 		return http.StatusConflict, errorBody{Error: conflict.Reason}
 	case errors.Is(err, herald.ErrConflict):
 		return http.StatusConflict, errorBody{Error: "the object changed meanwhile or is in use; fetch it and try again"}
+	case errors.As(err, &unavailable):
+		return http.StatusServiceUnavailable, errorBody{Error: unavailable.Reason}
 	case errors.Is(err, herald.ErrUnavailable):
 		return http.StatusServiceUnavailable, errorBody{Error: "storage is unavailable; try again later"}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

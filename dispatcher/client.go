@@ -74,6 +74,12 @@ func describeTransportError(err error, timeout time.Duration) error {
 // endpointLimits bounds concurrent attempts per endpoint (scheme, host and
 // port of the URL) and keeps a moving average of each endpoint's attempt
 // duration, so a deferred delivery comes back about when a slot frees up.
+//
+// The bound adapts: an endpoint whose attempts average under fastEndpoint
+// may have fastFactor times the configured concurrency in flight, since
+// it frees its slots quickly; one that is slow, unknown or hanging (its
+// average grows as its attempts time out) keeps the configured bound, so it
+// holds at most its share of the workers.
 type endpointLimits struct {
 	per int
 	mu  sync.Mutex
@@ -81,9 +87,16 @@ type endpointLimits struct {
 }
 
 type endpointState struct {
-	started []time.Time   // start of each attempt in flight (at most per)
+	started []time.Time   // start of each attempt in flight
 	avg     time.Duration // exponentially weighted attempt duration
 }
+
+// An endpoint answering faster than fastEndpoint on average may have
+// fastFactor times the configured concurrency.
+const (
+	fastEndpoint = 50 * time.Millisecond
+	fastFactor   = 4
+)
 
 func newEndpointLimits(per int) *endpointLimits {
 	return &endpointLimits{per: per, m: map[string]*endpointState{}}
@@ -108,7 +121,11 @@ func (l *endpointLimits) acquire(rawURL string) (release func(time.Duration), ok
 		st = &endpointState{}
 		l.m[key] = st
 	}
-	if len(st.started) >= l.per {
+	limit := l.per
+	if st.avg > 0 && st.avg < fastEndpoint {
+		limit *= fastFactor
+	}
+	if len(st.started) >= limit {
 		return nil, false
 	}
 	start := time.Now()
@@ -124,8 +141,8 @@ func (l *endpointLimits) acquire(rawURL string) (release func(time.Duration), ok
 		} else {
 			st.avg += (took - st.avg) / 8
 		}
-		if len(st.started) == 0 && st.avg < time.Millisecond {
-			delete(l.m, key) // forget idle, fast endpoints; slow ones keep their average
+		if len(st.started) == 0 && st.avg < 100*time.Microsecond {
+			delete(l.m, key) // forget idle, very fast endpoints; others keep their average
 		}
 	}, true
 }

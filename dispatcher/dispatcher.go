@@ -188,7 +188,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		log: cfg.Logger.With().Str("component", "dispatcher").Logger(),
 		js:  cfg.JetStream,
 		sender: &sender{
-			client:  newClient(cfg.AttemptTimeout, cfg.EndpointConcurrency, cfg.AllowPrivateTargets),
+			client:  newClient(cfg.AttemptTimeout, cfg.EndpointConcurrency*fastFactor, cfg.AllowPrivateTargets),
 			creds:   cfg.Credentials,
 			timeout: cfg.AttemptTimeout,
 			observe: func(class string, s float64) { m.attemptDuration.WithLabelValues(class).Observe(s) },

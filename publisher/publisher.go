@@ -124,7 +124,7 @@ func (p *Publisher) Publish(ctx context.Context, e herald.Event) (herald.Event, 
 	msg := &nats.Msg{Subject: herald.EventSubject(e.Cloud, e.Type), Data: body, Header: nats.Header{}}
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(MsgID(e.Cloud, e.ID)))
 	if err != nil {
-		return e, fmt.Errorf("publish %s: %w: %s", e.ID, herald.ErrUnavailable, explain(err))
+		return e, fmt.Errorf("publish %s: %w", e.ID, herald.Unavailable(explain(err)))
 	}
 	e.Sequence = ack.Sequence
 	if ack.Duplicate {
@@ -132,6 +132,10 @@ func (p *Publisher) Publish(ctx context.Context, e herald.Event) (herald.Event, 
 	}
 	return e, nil
 }
+
+// jsStoreFailed is JetStream's "storing the message failed" error code: a
+// stream at its size limit with DiscardNew, or a full disk.
+const jsStoreFailed = 10077
 
 // explain turns the JetStream errors a publisher can meet into a sentence.
 func explain(err error) string {
@@ -141,6 +145,8 @@ func explain(err error) string {
 		return "no events stream answers (is herald running, and this the right NATS server?)"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return "JetStream did not acknowledge in time: " + err.Error()
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsStoreFailed:
+		return "the events stream cannot take the event (" + apiErr.Description + "): it is full (HERALD_EVENT_MAX_BYTES) or its disk is; the event was not accepted"
 	case errors.As(err, &apiErr):
 		return apiErr.Description
 	}

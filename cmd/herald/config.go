@@ -32,6 +32,7 @@ type env struct {
 	EventRetention      time.Duration `envconfig:"EVENT_RETENTION" default:"168h"`
 	DedupeWindow        time.Duration `envconfig:"DEDUPE_WINDOW" default:"2h"`
 	LogRetention        time.Duration `envconfig:"LOG_RETENTION" default:"168h"`
+	EventMaxBytes       int64         `envconfig:"EVENT_MAX_BYTES" default:"0"`
 	ParkAfter           time.Duration `envconfig:"PARK_AFTER" default:"60s"`
 	// EncryptionKey is kept as text here and parsed by serve, whose error
 	// never repeats it (envconfig's would).

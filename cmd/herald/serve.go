@@ -64,6 +64,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, withAPI bool) e
 			Replicas:       e.Replicas,
 			EventRetention: e.EventRetention,
 			DedupeWindow:   e.DedupeWindow,
+			MaxEventBytes:  e.EventMaxBytes,
 		},
 		Logger: log,
 	})

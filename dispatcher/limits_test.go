@@ -1,0 +1,74 @@
+package dispatcher
+
+import (
+	"testing"
+	"time"
+)
+
+func TestEndpointLimits(t *testing.T) {
+	const per = 2
+	fill := func(l *endpointLimits, url string) (n int, releases []func(time.Duration)) {
+		for {
+			r, ok := l.acquire(url)
+			if !ok {
+				return n, releases
+			}
+			n++
+			releases = append(releases, r)
+		}
+	}
+	t.Run("an unknown endpoint gets the configured bound", func(t *testing.T) {
+		l := newEndpointLimits(per)
+		if n, _ := fill(l, "http://a.example/x"); n != per {
+			t.Errorf("%d slots, want %d", n, per)
+		}
+	})
+	t.Run("endpoints are told apart by scheme, host and port, not path", func(t *testing.T) {
+		l := newEndpointLimits(per)
+		fill(l, "http://a.example/x")
+		if _, ok := l.acquire("http://a.example/other"); ok {
+			t.Error("another path of a full endpoint got a slot")
+		}
+		if _, ok := l.acquire("http://a.example:8080/x"); !ok {
+			t.Error("another port was refused")
+		}
+	})
+	t.Run("a fast endpoint gets four times the bound", func(t *testing.T) {
+		l := newEndpointLimits(per)
+		_, rs := fill(l, "http://fast.example/")
+		for _, r := range rs {
+			r(2 * time.Millisecond)
+		}
+		if n, _ := fill(l, "http://fast.example/"); n != per*fastFactor {
+			t.Errorf("%d slots, want %d", n, per*fastFactor)
+		}
+	})
+	t.Run("a slow endpoint keeps the bound", func(t *testing.T) {
+		l := newEndpointLimits(per)
+		_, rs := fill(l, "http://slow.example/")
+		for _, r := range rs {
+			r(2 * time.Second)
+		}
+		if n, _ := fill(l, "http://slow.example/"); n != per {
+			t.Errorf("%d slots, want %d", n, per)
+		}
+	})
+	t.Run("a busy endpoint's deferral grows with its oldest attempt, within bounds", func(t *testing.T) {
+		l := newEndpointLimits(per)
+		if d := l.busyDelay("http://new.example/", 10*time.Second); d < 100*time.Millisecond || d > 150*time.Millisecond {
+			t.Errorf("deferral of an unknown endpoint %s, want 100-150ms", d)
+		}
+		_, rs := fill(l, "http://hang.example/")
+		l.m[endpointKey("http://hang.example/")].started[0] = time.Now().Add(-4 * time.Second)
+		if d := l.busyDelay("http://hang.example/", 10*time.Second); d < 4*time.Second || d > 6*time.Second {
+			t.Errorf("deferral behind a 4 s old attempt %s, want 4-6s", d)
+		}
+		l.m[endpointKey("http://hang.example/")].started[0] = time.Now().Add(-time.Minute)
+		if d := l.busyDelay("http://hang.example/", 10*time.Second); d > 15*time.Second {
+			t.Errorf("deferral %s exceeds the attempt timeout plus jitter", d)
+		}
+		for _, r := range rs {
+			r(time.Second)
+		}
+	})
+}
