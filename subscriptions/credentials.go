@@ -329,31 +329,10 @@ func decodeStored(b []byte) (storedCredential, error) {
 
 // List returns cloud's credentials, oldest first.
 func (c *Credentials) List(ctx context.Context, cloud string) ([]herald.Credential, error) {
-	if !herald.ValidCloud(cloud) {
-		return nil, herald.ErrNotFound
-	}
-	keys, err := listKeys(ctx, c.kv, cloud)
+	out, err := listCloud(ctx, c.kv, cloud, c.Get, func(cr herald.Credential) (time.Time, string) { return cr.CreatedAt, cr.ID })
 	if err != nil {
 		return nil, fmt.Errorf("list credentials: %w", err)
 	}
-	out := make([]herald.Credential, 0, len(keys))
-	for _, k := range keys {
-		_, id, _ := strings.Cut(k, ".")
-		cr, err := c.Get(ctx, cloud, id)
-		if errors.Is(err, herald.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, cr)
-	}
-	slices.SortFunc(out, func(a, b herald.Credential) int {
-		if d := a.CreatedAt.Compare(b.CreatedAt); d != 0 {
-			return d
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	return out, nil
 }
 
@@ -366,6 +345,41 @@ func (c *Credentials) count(ctx context.Context, cloud string) (int, error) {
 }
 
 // listKeys lists the keys of kv under "<cloud>.".
+// listCloud reads every object of cloud in kv (keys "<cloud>.<id>") with
+// get, skipping those deleted between listing and reading, oldest first by
+// the creation time and id that order returns.
+func listCloud[T any](ctx context.Context, kv jetstream.KeyValue, cloud string,
+	get func(ctx context.Context, cloud, id string) (T, error), order func(T) (time.Time, string)) ([]T, error) {
+	if !herald.ValidCloud(cloud) {
+		return nil, herald.ErrNotFound
+	}
+	keys, err := listKeys(ctx, kv, cloud)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(keys))
+	for _, k := range keys {
+		_, id, _ := strings.Cut(k, ".")
+		v, err := get(ctx, cloud, id)
+		if errors.Is(err, herald.ErrNotFound) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b T) int {
+		ta, ia := order(a)
+		tb, ib := order(b)
+		if c := ta.Compare(tb); c != 0 {
+			return c
+		}
+		return strings.Compare(ia, ib)
+	})
+	return out, nil
+}
+
 func listKeys(ctx context.Context, kv jetstream.KeyValue, cloud string) ([]string, error) {
 	lister, err := kv.ListKeysFiltered(ctx, cloud+".*")
 	if err != nil {

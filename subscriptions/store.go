@@ -16,8 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -255,32 +253,11 @@ func (s *Store) get(ctx context.Context, cloud, id string) (herald.Subscription,
 
 // List returns cloud's subscriptions, oldest first.
 func (s *Store) List(ctx context.Context, cloud string) ([]herald.Subscription, error) {
-	if !herald.ValidCloud(cloud) {
-		return nil, herald.ErrNotFound
-	}
-	keys, err := s.keys(ctx, cloud)
+	out, err := listCloud(ctx, s.kv, cloud, s.Get, func(sub herald.Subscription) (time.Time, string) { return sub.CreatedAt, sub.ID })
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list subscriptions: %w", err)
 	}
-	subs := make([]herald.Subscription, 0, len(keys))
-	for _, k := range keys {
-		_, id, _ := strings.Cut(k, ".")
-		sub, err := s.Get(ctx, cloud, id)
-		if errors.Is(err, herald.ErrNotFound) {
-			continue // deleted since it was listed
-		}
-		if err != nil {
-			return nil, err
-		}
-		subs = append(subs, sub)
-	}
-	slices.SortFunc(subs, func(a, b herald.Subscription) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return subs, nil
+	return out, nil
 }
 
 func (s *Store) keys(ctx context.Context, cloud string) ([]string, error) {
