@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/app"
 	"github.com/herald-webhooks/herald/natsserver"
 	"github.com/herald-webhooks/herald/streams"
@@ -86,16 +84,7 @@ func TestClusterFailover(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := range events {
-			ev := herald.Event{ID: fmt.Sprintf("f-%d", i), Cloud: "acme", Type: "encoding-complete", Data: json.RawMessage(`{"encoding_id":"e"}`)}
-			for {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_, err := a.Publisher().Publish(ctx, ev)
-				cancel()
-				if err == nil {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			publishPersistently(a, "acme", fmt.Sprintf("f-%d", i))
 			published.Add(1)
 		}
 	}()

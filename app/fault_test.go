@@ -1,8 +1,6 @@
 package app_test
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -10,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/app"
 	"github.com/herald-webhooks/herald/natsserver"
 )
@@ -60,16 +57,7 @@ func TestNATSRestartMidRun(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := range events {
-			ev := herald.Event{ID: fmt.Sprintf("m-%d", i), Cloud: "acme", Type: "encoding-complete", Data: json.RawMessage(`{"encoding_id":"e"}`)}
-			for {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_, err := a.Publisher().Publish(ctx, ev)
-				cancel()
-				if err == nil {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			publishPersistently(a, "acme", fmt.Sprintf("m-%d", i))
 		}
 	}()
 	healthy.waitN(t, events/4, 30*time.Second)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/app"
 	"github.com/herald-webhooks/herald/dispatcher"
 )
@@ -214,4 +215,21 @@ func (rc *receiver) waitN(t testing.TB, n int, timeout time.Duration) []received
 		return nil
 	})
 	return got
+}
+
+// publishPersistently publishes an encoding-complete event with id for
+// cloud, trying again with the same id (so JetStream stores it once) until
+// it is accepted: what a producer does through a server restart or a
+// failover.
+func publishPersistently(a *app.App, cloud, id string) {
+	ev := herald.Event{ID: id, Cloud: cloud, Type: "encoding-complete", Data: json.RawMessage(`{"encoding_id":"e"}`)}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := a.Publisher().Publish(ctx, ev)
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
