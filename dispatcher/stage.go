@@ -44,6 +44,11 @@ func newStage(name string, workers int, grace time.Duration, log zerolog.Logger,
 func (s *stage) start(cons jetstream.Consumer) error {
 	cc, err := cons.Consume(s.onMsg,
 		jetstream.PullMaxMessages(max(s.workers, 1)),
+		// Re-pull every 5 s instead of 30: after the client reconnects to
+		// another node, a pull request left on the lost one would otherwise
+		// hold deliveries back until it expires (measured: 12-29 s pauses in
+		// a cluster failover with 30 s, about 1 s with 5 s).
+		jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			s.log.Debug().Err(err).Msg("consume")
 		}))
