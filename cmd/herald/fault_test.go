@@ -39,13 +39,8 @@ func TestKilledDispatcherKeepsTheAttemptCount(t *testing.T) {
 	seen := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), attempts...) }
 
 	dir := t.TempDir()
-	api := startHerald(t, []string{
-		"HERALD_DATA_DIR=" + dir, "HERALD_HTTP_ADDR=127.0.0.1:0", "HERALD_NATS_LISTEN=127.0.0.1:0",
-		"HERALD_LOG_FORMAT=json", "HERALD_ADMIN_TOKEN=admin", "HERALD_ALLOW_PRIVATE_TARGETS=true",
-	}, "serve", "--api-only")
-	natsURL := api.waitLog(t, "embedded JetStream server listening")["nats"].(string)
-	apiURL := api.waitLog(t, "HTTP API listening")["addr"].(string)
-	dispatchEnv := []string{"HERALD_NATS_URL=" + natsURL, "HERALD_ALLOW_PRIVATE_TARGETS=true", "HERALD_LOG_FORMAT=json", "HERALD_ATTEMPT_TIMEOUT=2s"}
+	natsURL, apiURL := startAPIOnly(t, dir)
+	dispatchEnv := dispatchEnvFor(natsURL)
 	d1 := startHerald(t, dispatchEnv, "dispatch")
 	d1.waitLog(t, "dispatcher running")
 
@@ -131,4 +126,22 @@ func waitRecord(t *testing.T, l *deliverylog.Log, subID, id string, ok func(hera
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startAPIOnly runs `herald serve --api-only` on free ports with its data in
+// dir and the admin token "admin", and returns its NATS and API addresses.
+func startAPIOnly(t *testing.T, dir string) (natsURL, apiURL string) {
+	t.Helper()
+	api := startHerald(t, []string{
+		"HERALD_DATA_DIR=" + dir, "HERALD_HTTP_ADDR=127.0.0.1:0", "HERALD_NATS_LISTEN=127.0.0.1:0",
+		"HERALD_LOG_FORMAT=json", "HERALD_ADMIN_TOKEN=admin", "HERALD_ALLOW_PRIVATE_TARGETS=true",
+	}, "serve", "--api-only")
+	natsURL = api.waitLog(t, "embedded JetStream server listening")["nats"].(string)
+	apiURL = api.waitLog(t, "HTTP API listening")["addr"].(string)
+	return natsURL, apiURL
+}
+
+// dispatchEnvFor is the environment of a `herald dispatch` against natsURL.
+func dispatchEnvFor(natsURL string) []string {
+	return []string{"HERALD_NATS_URL=" + natsURL, "HERALD_ALLOW_PRIVATE_TARGETS=true", "HERALD_LOG_FORMAT=json", "HERALD_ATTEMPT_TIMEOUT=2s"}
 }

@@ -52,13 +52,8 @@ func TestDispatcherKilledMidRun(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	api := startHerald(t, []string{
-		"HERALD_DATA_DIR=" + dir, "HERALD_HTTP_ADDR=127.0.0.1:0", "HERALD_NATS_LISTEN=127.0.0.1:0",
-		"HERALD_LOG_FORMAT=json", "HERALD_ADMIN_TOKEN=admin", "HERALD_ALLOW_PRIVATE_TARGETS=true",
-	}, "serve", "--api-only")
-	natsURL := api.waitLog(t, "embedded JetStream server listening")["nats"].(string)
-	apiURL := api.waitLog(t, "HTTP API listening")["addr"].(string)
-	env := []string{"HERALD_NATS_URL=" + natsURL, "HERALD_ALLOW_PRIVATE_TARGETS=true", "HERALD_LOG_FORMAT=json", "HERALD_ATTEMPT_TIMEOUT=2s"}
+	natsURL, apiURL := startAPIOnly(t, dir)
+	env := dispatchEnvFor(natsURL)
 	d1 := startHerald(t, env, "dispatch")
 	d2 := startHerald(t, env, "dispatch")
 	for i := range endpoints {
