@@ -26,6 +26,7 @@ Usage:
   herald dispatch    the dispatcher alone, against HERALD_NATS_URL
   herald publish     --cloud C --type T --data JSON   publish one event
   herald listen      --addr 127.0.0.1:3000            print the notifications it receives
+  herald bench       [--scenarios a,b] [--scale F] [--json]  measure herald against the bare baseline
   herald version
 
 Configuration is read from HERALD_* environment variables; see the README.
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = publish(ctx, args[1:], stdout, stderr)
 	case "listen":
 		err = listenCmd(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = benchCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "herald", version())
 		return 0

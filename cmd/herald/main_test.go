@@ -207,6 +207,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{"park threshold under a second", []string{"serve"}, []string{"HERALD_PARK_AFTER=500ms"}, 1, "HERALD_PARK_AFTER"},
 		{"invalid event is rejected before connecting", []string{"publish", "--cloud", "a", "--type", "video-created", "--data", `{"video_id":"v","status":"meh"}`}, []string{"HERALD_NATS_URL=nats://127.0.0.1:1"}, 1, "event rejected: data.status"},
 		{"listen with a bad fail rate", []string{"listen", "--fail-rate", "2"}, nil, 2, "fail"},
+		{"bench with an unknown scenario", []string{"bench", "--scenarios", "speed"}, nil, 1, `unknown scenario "speed"`},
+		{"bench with a bad scale", []string{"bench", "--scale", "0"}, nil, 2, "--scale must be positive"},
 		{"version", []string{"version"}, nil, 0, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
