@@ -40,7 +40,7 @@ func RunBaselineWorker(ctx context.Context, args []string, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	store := fs.String("store", "", "JetStream store directory")
 	target := fs.String("target", "", "URL every message is POSTed to")
-	workers := fs.Int("workers", 256, "concurrent POSTs")
+	workers := fs.Int("workers", 64, "concurrent POSTs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,26 +76,16 @@ func RunBaselineWorker(ctx context.Context, args []string, stderr io.Writer) err
 		return err
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *workers}, Timeout: 10 * time.Second}
-	msgs := make(chan jetstream.Msg, *workers)
-	for range *workers {
+	// As herald's dispatcher does: the client buffer holds one message per
+	// worker, and the consume callback waits for a free worker.
+	slots := make(chan struct{}, *workers)
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		slots <- struct{}{}
 		go func() {
-			for m := range msgs {
-				resp, err := client.Post(*target, "application/json", bytes.NewReader(m.Data()))
-				if err != nil {
-					_ = m.Nak()
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode/100 == 2 {
-					_ = m.Ack()
-				} else {
-					_ = m.Nak()
-				}
-			}
+			defer func() { <-slots }()
+			post(client, *target, m)
 		}()
-	}
-	cc, err := c.Consume(func(m jetstream.Msg) { msgs <- m }, jetstream.PullMaxMessages(*workers))
+	}, jetstream.PullMaxMessages(*workers), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return err
 	}
@@ -118,4 +108,20 @@ func startBaseline(ctx context.Context, o Options, dir, target string) (*proc, s
 		return nil, "", fmt.Errorf("baseline did not log its NATS address")
 	}
 	return p, url, nil
+}
+
+// post sends m's body to target and acknowledges m on a 2xx answer.
+func post(client *http.Client, target string, m jetstream.Msg) {
+	resp, err := client.Post(target, "application/json", bytes.NewReader(m.Data()))
+	if err != nil {
+		_ = m.Nak()
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		_ = m.Ack()
+	} else {
+		_ = m.Nak()
+	}
 }
