@@ -89,6 +89,10 @@ type endpointLimits struct {
 type endpointState struct {
 	started []time.Time   // start of each attempt in flight
 	avg     time.Duration // exponentially weighted attempt duration
+	// freed wakes one delivery waiting for a slot (acquireWait) when an
+	// attempt ends: a signal, not a broadcast, so a release wakes one
+	// waiter rather than all of them.
+	freed chan struct{}
 }
 
 // An endpoint answering faster than fastEndpoint on average may have
@@ -113,12 +117,51 @@ func endpointKey(rawURL string) string {
 // its slots are taken. release gives the slot back with the attempt's
 // duration.
 func (l *endpointLimits) acquire(rawURL string) (release func(time.Duration), ok bool) {
+	release, _ = l.try(rawURL)
+	return release, release != nil
+}
+
+// acquireWait is acquire that waits up to patience for a slot of an
+// endpoint answering faster than fastEndpoint, instead of giving up at
+// once: such an endpoint frees a slot within milliseconds, while a delivery
+// handed back to JetStream costs a NAK and a redelivery. With one fast
+// endpoint taking all the traffic, the messages pulled beyond its slots
+// would otherwise go round that loop again and again. A slow, unknown or
+// hanging endpoint is refused at once, as by acquire, so waiting on it
+// never holds a worker.
+func (l *endpointLimits) acquireWait(ctx context.Context, rawURL string, patience time.Duration) (release func(time.Duration), ok bool) {
+	var timer *time.Timer
+	for {
+		release, freed := l.try(rawURL)
+		if release != nil || freed == nil {
+			if timer != nil {
+				timer.Stop()
+			}
+			return release, release != nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(patience)
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			return nil, false
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, false
+		}
+	}
+}
+
+// try takes a slot, or returns the channel that signals a freed slot when
+// the endpoint is fast and full (nil when it is not fast).
+func (l *endpointLimits) try(rawURL string) (release func(time.Duration), freed <-chan struct{}) {
 	key := endpointKey(rawURL)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := l.m[key]
 	if st == nil {
-		st = &endpointState{}
+		st = &endpointState{freed: make(chan struct{}, 1)}
 		l.m[key] = st
 	}
 	limit := l.per
@@ -126,7 +169,10 @@ func (l *endpointLimits) acquire(rawURL string) (release func(time.Duration), ok
 		limit *= fastFactor
 	}
 	if len(st.started) >= limit {
-		return nil, false
+		if limit > l.per {
+			return nil, st.freed
+		}
+		return nil, nil
 	}
 	start := time.Now()
 	st.started = append(st.started, start)
@@ -141,10 +187,14 @@ func (l *endpointLimits) acquire(rawURL string) (release func(time.Duration), ok
 		} else {
 			st.avg += (took - st.avg) / 8
 		}
+		select {
+		case st.freed <- struct{}{}:
+		default: // a wake-up is pending already
+		}
 		if len(st.started) == 0 && st.avg < 100*time.Microsecond {
 			delete(l.m, key) // forget idle, very fast endpoints; others keep their average
 		}
-	}, true
+	}, nil
 }
 
 // busyDelay is how long a delivery to a busy endpoint waits before it is

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/streams"
@@ -125,7 +126,7 @@ func (d *Dispatcher) run(ctx context.Context, j *job) error {
 	}
 	j.sub = sub
 
-	release, ok := d.endpoints.acquire(sub.URL)
+	release, ok := d.endpoints.acquireWait(ctx, sub.URL, fastEndpoint)
 	if !ok {
 		return errEndpointBusy
 	}
@@ -292,7 +293,10 @@ func retryAfter(resp *http.Response, now time.Time) time.Duration {
 // settle is the one place a delivery message is acknowledged, redelivered,
 // parked or terminated, and its log record written.
 func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
-	log := d.log.With().Str("delivery_id", j.dl.ID).Str("subscription_id", j.dl.SubscriptionID).Str("cloud", j.dl.Event.Cloud).Logger()
+	// A line about this delivery, with its ids; built only when logged.
+	log := func(level zerolog.Level) *zerolog.Event {
+		return d.log.WithLevel(level).Str("delivery_id", j.dl.ID).Str("subscription_id", j.dl.SubscriptionID).Str("cloud", j.dl.Event.Cloud)
+	}
 	now := d.cfg.Now()
 	if j.att != nil {
 		j.rec.Attempts = append(j.rec.Attempts, *j.att)
@@ -306,7 +310,7 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 		j.rec.Status, j.rec.NextAttemptAt, j.rec.Reason = herald.StatusSucceeded, nil, ""
 		if j.seen || !d.cfg.SkipSuccessLog {
 			if err := d.cfg.Log.PutAsync(j.rec); err != nil {
-				log.Warn().Err(err).Msg("could not log the delivery")
+				log(zerolog.WarnLevel).Err(err).Msg("could not log the delivery")
 			}
 		}
 		if t := j.dl.Event.Type; t == "encoding-progress" || t == "encoding-complete" {
@@ -315,7 +319,7 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 			}
 		}
 		_ = j.msg.Ack()
-		log.Debug().Int("attempt", j.att.Number).Msg("delivered")
+		log(zerolog.DebugLevel).Int("attempt", j.att.Number).Msg("delivered")
 
 	case errors.Is(err, errAlreadySettled):
 		d.metrics.deliveries.WithLabelValues("duplicate").Inc()
@@ -326,12 +330,12 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 		_ = j.msg.NakWithDelay(d.endpoints.busyDelay(j.sub.URL, d.cfg.AttemptTimeout))
 
 	case errors.Is(err, errStoreUnavailable):
-		log.Warn().Err(err).Msg("delivery postponed")
+		log(zerolog.WarnLevel).Err(err).Msg("delivery postponed")
 		_ = j.msg.NakWithDelay(2 * time.Second)
 
 	case errors.As(err, &drop):
 		d.metrics.deliveries.WithLabelValues("dropped").Inc()
-		log.Info().Str("reason", drop.reason).Msg("delivery dropped")
+		log(zerolog.InfoLevel).Str("reason", drop.reason).Msg("delivery dropped")
 		if j.seen {
 			d.finish(ctx, j, herald.StatusFailed, drop.reason)
 		}
@@ -339,7 +343,7 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 
 	case errors.Is(err, errSuperseded):
 		d.metrics.deliveries.WithLabelValues("superseded").Inc()
-		log.Info().Msg("stale progress notification superseded; not sent")
+		log(zerolog.InfoLevel).Msg("stale progress notification superseded; not sent")
 		d.finish(ctx, j, herald.StatusSuperseded, err.Error())
 		_ = j.msg.Term()
 
@@ -354,7 +358,7 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 		}
 		if !ok {
 			d.metrics.deliveries.WithLabelValues("failed").Inc()
-			log.Warn().Int("attempts", len(j.rec.Attempts)).Str("error", de.Error()).Msg("delivery failed: retry schedule exhausted")
+			log(zerolog.WarnLevel).Int("attempts", len(j.rec.Attempts)).Str("error", de.Error()).Msg("delivery failed: retry schedule exhausted")
 			d.finish(ctx, j, herald.StatusFailed, fmt.Sprintf("gave up after %d attempts; last: %s", len(j.rec.Attempts), de.Error()))
 			_ = j.msg.Term()
 			return
@@ -364,23 +368,23 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 		// The record is the attempt count the retry will read: it must be
 		// stored before the message is handed back.
 		if err := d.cfg.Log.Put(ctx, j.rec); err != nil {
-			log.Warn().Err(err).Msg("could not record the attempt; the retry may repeat its number")
+			log(zerolog.WarnLevel).Err(err).Msg("could not record the attempt; the retry may repeat its number")
 		}
 		d.metrics.deliveries.WithLabelValues("retry").Inc()
-		log.Debug().Int("attempt", len(j.rec.Attempts)).Dur("next_in", delay).Str("error", de.Error()).Msg("attempt failed; retry scheduled")
+		log(zerolog.DebugLevel).Int("attempt", len(j.rec.Attempts)).Dur("next_in", delay).Str("error", de.Error()).Msg("attempt failed; retry scheduled")
 		if d.shouldPark(delay) {
 			if err := d.park(ctx, j, next); err == nil {
 				_ = j.msg.Ack()
 				return
 			} else {
-				log.Warn().Err(err).Msg("could not park the retry; holding it on the consumer instead")
+				log(zerolog.WarnLevel).Err(err).Msg("could not park the retry; holding it on the consumer instead")
 			}
 		}
 		_ = j.msg.NakWithDelay(delay)
 
 	default: // a non-retryable *herald.DeliveryError, or anything unforeseen
 		d.metrics.deliveries.WithLabelValues("failed").Inc()
-		log.Warn().Err(err).Msg("delivery failed")
+		log(zerolog.WarnLevel).Err(err).Msg("delivery failed")
 		if j.rec != nil {
 			d.finish(ctx, j, herald.StatusFailed, err.Error())
 		}

@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -69,6 +70,38 @@ func TestEndpointLimits(t *testing.T) {
 		}
 		for _, r := range rs {
 			r(time.Second)
+		}
+	})
+	t.Run("a delivery waits for a fast endpoint's slot, not for a slow one's", func(t *testing.T) {
+		ctx := context.Background()
+		l := newEndpointLimits(per)
+		_, rs := fill(l, "http://fast.example/")
+		for _, r := range rs {
+			r(2 * time.Millisecond)
+		}
+		_, rs = fill(l, "http://fast.example/")
+		got := make(chan func(time.Duration))
+		go func() {
+			release, _ := l.acquireWait(ctx, "http://fast.example/", 10*time.Second)
+			got <- release
+		}()
+		time.Sleep(10 * time.Millisecond)
+		rs[0](2 * time.Millisecond) // one attempt ends: the waiting delivery takes its slot
+		rs[0] = <-got
+		if rs[0] == nil {
+			t.Fatal("the waiting delivery did not get the freed slot")
+		}
+		if _, ok := l.acquireWait(ctx, "http://fast.example/", 20*time.Millisecond); ok {
+			t.Error("a slot was granted while all were taken")
+		}
+
+		_, slow := fill(l, "http://slow.example/")
+		start := time.Now()
+		if _, ok := l.acquireWait(ctx, "http://slow.example/", 10*time.Second); ok || time.Since(start) > time.Second {
+			t.Errorf("a full endpoint of unknown speed: granted %v after %s, want refused at once", ok, time.Since(start))
+		}
+		for _, r := range append(rs, slow...) {
+			r(time.Millisecond)
 		}
 	})
 }
