@@ -118,8 +118,23 @@ func (e *Event) Envelope() ([]byte, error) {
 
 // ParseEnvelope decodes the body of a message published on subject into an
 // Event. It checks the subject's tokens, the size, the id, the time and that
-// data is a JSON object; it does not check data against the type's schema.
+// data is a JSON object without the key "event" (CheckData); it does not
+// check data against the type's schema.
 func ParseEnvelope(subject string, body []byte) (Event, error) {
+	e, err := DecodeEnvelope(subject, body)
+	if err != nil {
+		return Event{}, err
+	}
+	if err := CheckData(e.Data); err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
+
+// DecodeEnvelope is ParseEnvelope without CheckData, for a caller that
+// validates data against its schema next (which checks the same, and
+// decodes data once instead of twice).
+func DecodeEnvelope(subject string, body []byte) (Event, error) {
 	cloud, typ, err := ParseEventSubject(subject)
 	if err != nil {
 		return Event{}, err
@@ -142,8 +157,8 @@ func ParseEnvelope(subject string, body []byte) (Event, error) {
 	if env.OccurredAt.IsZero() {
 		return Event{}, Invalid("occurred_at", "is required (RFC 3339 time)")
 	}
-	if err := CheckData(env.Data); err != nil {
-		return Event{}, err
+	if len(env.Data) == 0 {
+		return Event{}, Invalid("data", "must be a JSON object")
 	}
 	return Event{ID: env.ID, Cloud: cloud, Type: typ, OccurredAt: env.OccurredAt, Data: env.Data}, nil
 }

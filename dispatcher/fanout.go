@@ -47,7 +47,9 @@ func (d *Dispatcher) fanoutConsumerConfig() jetstream.ConsumerConfig {
 // pause; deliveries already published are dropped as duplicates by their
 // Nats-Msg-Id.
 func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
-	ev, err := herald.ParseEnvelope(msg.Subject(), msg.Data())
+	// Validate checks that data is an object without "event", as
+	// ParseEnvelope would: data is decoded once.
+	ev, err := herald.DecodeEnvelope(msg.Subject(), msg.Data())
 	if err == nil {
 		err = d.cfg.Schemas.Validate(ev.Type, ev.Data)
 	}
