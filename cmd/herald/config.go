@@ -34,6 +34,9 @@ type env struct {
 	LogRetention        time.Duration `envconfig:"LOG_RETENTION" default:"168h"`
 	EventMaxBytes       int64         `envconfig:"EVENT_MAX_BYTES" default:"0"`
 	ParkAfter           time.Duration `envconfig:"PARK_AFTER" default:"60s"`
+	// PprofAddr, if set, serves Go's profiles (/debug/pprof/) there, apart
+	// from the API and without authentication: keep it on loopback.
+	PprofAddr string `envconfig:"PPROF_ADDR"`
 	// EncryptionKey is kept as text here and parsed by serve, whose error
 	// never repeats it (envconfig's would).
 	EncryptionKey string `envconfig:"ENCRYPTION_KEY"`

@@ -5,6 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/herald-webhooks/herald/app"
 	"github.com/herald-webhooks/herald/dispatcher"
@@ -37,6 +43,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer, withAPI bool) e
 	log, err := newLogger(e, stderr)
 	if err != nil {
 		return err
+	}
+	if e.PprofAddr != "" {
+		if err := servePprof(ctx, e.PprofAddr, log); err != nil {
+			return err
+		}
 	}
 	keys, err := subscriptions.ParseEncryptionKeys(e.EncryptionKey)
 	if err != nil {
@@ -72,4 +83,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer, withAPI bool) e
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// servePprof serves Go's runtime profiles on addr until ctx ends.
+func servePprof(ctx context.Context, addr string, log zerolog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("HERALD_PPROF_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	log.Warn().Str("addr", "http://"+ln.Addr().String()+"/debug/pprof/").Msg("serving Go profiles without authentication (HERALD_PPROF_ADDR)")
+	return nil
 }
