@@ -176,6 +176,14 @@ func (l *endpointLimits) try(rawURL string) (release func(time.Duration), freed 
 	}
 	start := time.Now()
 	st.started = append(st.started, start)
+	if len(st.started) < limit {
+		// Two releases may have left one wake-up: pass it on to the next
+		// waiter while slots remain.
+		select {
+		case st.freed <- struct{}{}:
+		default:
+		}
+	}
 	return func(took time.Duration) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
