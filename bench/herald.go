@@ -95,8 +95,20 @@ func (in *instance) stop() {
 
 // subscribe creates a subscription of cloud through the HTTP API.
 func (in *instance) subscribe(ctx context.Context, cloud string, body map[string]any) error {
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequestWithContext(ctx, "POST", in.apiURL+"/v1/clouds/"+cloud+"/subscriptions", bytes.NewReader(b))
+	return in.post(ctx, "/v1/clouds/"+cloud+"/subscriptions", body, http.StatusCreated)
+}
+
+// post sends body as JSON to the API with the admin token and expects
+// status want.
+func (in *instance) post(ctx context.Context, path string, body any, want int) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", in.apiURL+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
 	req.Header.Set("Authorization", "Bearer "+in.token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := in.http.Do(req)
@@ -105,8 +117,9 @@ func (in *instance) subscribe(ctx context.Context, cloud string, body map[string
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("create subscription for %s: %s: %s", cloud, resp.Status, out)
+	_, _ = io.Copy(io.Discard, resp.Body) // the connection is reused
+	if resp.StatusCode != want {
+		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, out)
 	}
 	return nil
 }
@@ -167,8 +180,25 @@ func heraldPublisher(js jetstream.JetStream, cloud func(n int) string) eventPubl
 // burst publishes events 0..n-1 as fast as JetStream takes them and
 // records when each was sent, after t0.
 func (p eventPublisher) burst(ctx context.Context, tag string, n int, t0 time.Time) ([]time.Duration, error) {
+	return p.paced(ctx, tag, n, 0, t0)
+}
+
+// paced publishes events 0..n-1 at rate per second (0: as fast as
+// JetStream takes them), each at its own time on a fixed schedule (a late
+// one does not push the rest back), and records when each was sent.
+func (p eventPublisher) paced(ctx context.Context, tag string, n, rate int, t0 time.Time) ([]time.Duration, error) {
 	sent := make([]time.Duration, n)
+	start := time.Now()
 	for i := range n {
+		if rate > 0 {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+		}
 		id, body := envelope(tag, i)
 		sent[i] = time.Since(t0)
 		if _, err := p.js.PublishMsgAsync(&nats.Msg{Subject: p.subject(i), Data: body}, jetstream.WithMsgID(p.msgID(id, i))); err != nil {
@@ -182,34 +212,5 @@ func (p eventPublisher) burst(ctx context.Context, tag string, n int, t0 time.Ti
 		return nil, ctx.Err()
 	case <-time.After(10 * time.Minute):
 		return nil, fmt.Errorf("%d publishes not acknowledged within 10 minutes", p.js.PublishAsyncPending())
-	}
-}
-
-// paced publishes events 0..n-1 at rate per second, each at its own time
-// on a fixed schedule (a late one does not push the rest back), and
-// records when each was sent.
-func (p eventPublisher) paced(ctx context.Context, tag string, n, rate int, t0 time.Time) ([]time.Duration, error) {
-	sent := make([]time.Duration, n)
-	start := time.Now()
-	interval := time.Second / time.Duration(rate)
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		id, body := envelope(tag, i)
-		sent[i] = time.Since(t0)
-		if _, err := p.js.PublishMsgAsync(&nats.Msg{Subject: p.subject(i), Data: body}, jetstream.WithMsgID(p.msgID(id, i))); err != nil {
-			return nil, fmt.Errorf("publish event %d: %w", i, err)
-		}
-	}
-	select {
-	case <-p.js.PublishAsyncComplete():
-		return sent, nil
-	case <-time.After(time.Minute):
-		return nil, fmt.Errorf("%d publishes not acknowledged within a minute", p.js.PublishAsyncPending())
 	}
 }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -74,16 +73,16 @@ func measure(ctx context.Context, procs []*proc, rc *receivers, subs, events int
 	return res, nil
 }
 
-// warmUp sends one event to subs subscriptions and waits for all of its
-// deliveries: the subscriptions are live in the dispatcher and the
-// connections are open.
-func warmUp(ctx context.Context, rc *receivers, subs int, pub eventPublisher) error {
-	rec := rc.record(subs, 1, time.Now())
+// warmUp sends events to subs subscriptions (pub decides which event goes
+// to which cloud) and waits for all of their deliveries: the subscriptions
+// are live in the dispatcher and the connections are open.
+func warmUp(ctx context.Context, rc *receivers, subs, events int, pub eventPublisher) error {
+	rec := rc.record(subs, events, time.Now())
 	// A tag of its own: the same id again would be a duplicate.
-	if _, err := pub.burst(ctx, "warm"+strconv.FormatInt(time.Now().UnixNano(), 36), 1, time.Now()); err != nil {
+	if _, err := pub.burst(ctx, "warm"+strconv.FormatInt(time.Now().UnixNano(), 36), events, time.Now()); err != nil {
 		return err
 	}
-	return rec.wait(time.Minute)
+	return rec.wait(time.Minute + time.Duration(subs*events)*30*time.Millisecond)
 }
 
 // baselineRun measures the baseline process on its own receiver with
@@ -109,7 +108,7 @@ func baselineRun(ctx context.Context, r *runner, events int, publish func(pub ev
 		return Result{}, err
 	}
 	pub := eventPublisher{js: js, subject: func(int) string { return baselineSubject }, msgID: func(id string, _ int) string { return id }}
-	if err := warmUp(ctx, rc, 1, pub); err != nil {
+	if err := warmUp(ctx, rc, 1, 1, pub); err != nil {
 		return Result{}, err
 	}
 	res, err := measure(ctx, []*proc{p}, rc, 1, events, func(t0 time.Time) ([]time.Duration, error) { return publish(pub, t0) })
@@ -117,22 +116,32 @@ func baselineRun(ctx context.Context, r *runner, events int, publish func(pub ev
 	return res, err
 }
 
+// startWithReceivers starts a herald (see startHerald) and endpoints
+// receivers for it.
+func startWithReceivers(ctx context.Context, r *runner, endpoints int, apiOnly bool) (*instance, *receivers, error) {
+	rc, err := newReceivers(endpoints)
+	if err != nil {
+		return nil, nil, err
+	}
+	in, err := startHerald(ctx, r.o, r.dir(), apiOnly)
+	if err != nil {
+		rc.close()
+		return nil, nil, err
+	}
+	return in, rc, nil
+}
+
 // oneSubscription starts a herald with one subscription on its own
 // receiver, warmed up.
 func oneSubscription(ctx context.Context, r *runner) (*instance, *receivers, eventPublisher, error) {
-	rc, err := newReceivers(1)
+	in, rc, err := startWithReceivers(ctx, r, 1, false)
 	if err != nil {
-		return nil, nil, eventPublisher{}, err
-	}
-	in, err := startHerald(ctx, r.o, r.dir(), false)
-	if err != nil {
-		rc.close()
 		return nil, nil, eventPublisher{}, err
 	}
 	pub := heraldPublisher(in.js, func(int) string { return cloud })
 	err = in.subscribe(ctx, cloud, jsonSubscription(rc.url(0)))
 	if err == nil {
-		err = warmUp(ctx, rc, 1, pub)
+		err = warmUp(ctx, rc, 1, 1, pub)
 	}
 	if err != nil {
 		in.stop()
@@ -216,42 +225,24 @@ func ingest(ctx context.Context, r *runner) ([]Result, error) {
 
 // publishHTTP publishes event id through POST /v1/clouds/bench/events.
 func (in *instance) publishHTTP(ctx context.Context, id string, data []byte) error {
-	body, _ := json.Marshal(map[string]any{"id": id, "type": eventType, "data": json.RawMessage(data)})
-	req, _ := http.NewRequestWithContext(ctx, "POST", in.apiURL+"/v1/clouds/"+cloud+"/events", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+in.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := in.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		return fmt.Errorf("publish %s: %s: %s", id, resp.Status, b.String())
-	}
-	_, _ = new(bytes.Buffer).ReadFrom(resp.Body)
-	return nil
+	return in.post(ctx, "/v1/clouds/"+cloud+"/events",
+		map[string]any{"id": id, "type": eventType, "data": json.RawMessage(data)}, http.StatusAccepted)
 }
 
 func fanout(ctx context.Context, r *runner) ([]Result, error) {
 	subs, events := r.n(1000, 2), r.n(1000, 10)
-	rc, err := newReceivers(subs)
+	in, rc, err := startWithReceivers(ctx, r, subs, false)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.close()
-	in, err := startHerald(ctx, r.o, r.dir(), false)
-	if err != nil {
-		return nil, err
-	}
 	defer in.stop()
 	r.progress("fanout: %d subscriptions", subs)
 	if err := in.subscribeAll(ctx, subs, func(int) string { return cloud }, func(i int) map[string]any { return jsonSubscription(rc.url(i)) }); err != nil {
 		return nil, err
 	}
 	pub := heraldPublisher(in.js, func(int) string { return cloud })
-	if err := warmUp(ctx, rc, subs, pub); err != nil {
+	if err := warmUp(ctx, rc, subs, 1, pub); err != nil {
 		return nil, err
 	}
 	r.progress("fanout: %d events", events)
@@ -399,18 +390,14 @@ func (in *instance) metric(ctx context.Context, series string) (float64, error) 
 }
 
 func tenants(ctx context.Context, r *runner) ([]Result, error) {
-	const perCloud = 10
+	const perCloud, eventsPerCloud = 10, 10
 	clouds := r.n(1000, 2)
-	events := clouds * 10
-	rc, err := newReceivers(perCloud)
+	events := clouds * eventsPerCloud
+	in, rc, err := startWithReceivers(ctx, r, perCloud, false)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.close()
-	in, err := startHerald(ctx, r.o, r.dir(), false)
-	if err != nil {
-		return nil, err
-	}
 	defer in.stop()
 	cloudOf := func(i int) string { return "tenant-" + strconv.Itoa(i%clouds) }
 	r.progress("tenants: %d clouds × %d subscriptions", clouds, perCloud)
@@ -427,11 +414,7 @@ func tenants(ctx context.Context, r *runner) ([]Result, error) {
 	}
 	pub := heraldPublisher(in.js, cloudOf)
 	// One warm-up event per cloud: every subscription is live.
-	warm := rc.record(perCloud, clouds, time.Now())
-	if _, err := pub.burst(ctx, "warm", clouds, time.Now()); err != nil {
-		return nil, err
-	}
-	if err := warm.wait(5 * time.Minute); err != nil {
+	if err := warmUp(ctx, rc, perCloud, clouds, pub); err != nil {
 		return nil, err
 	}
 	r.progress("tenants: %d events, %d per cloud", events, events/clouds)
@@ -503,15 +486,11 @@ func measureCache(ctx context.Context, js jetstream.JetStream, clouds, perCloud 
 
 func scaleOut(ctx context.Context, r *runner) ([]Result, error) {
 	n := r.n(100_000, 100)
-	rc, err := newReceivers(1)
+	in, rc, err := startWithReceivers(ctx, r, 1, true)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.close()
-	in, err := startHerald(ctx, r.o, r.dir(), true)
-	if err != nil {
-		return nil, err
-	}
 	defer in.stop()
 	if err := in.subscribe(ctx, cloud, jsonSubscription(rc.url(0))); err != nil {
 		return nil, err
@@ -524,7 +503,7 @@ func scaleOut(ctx context.Context, r *runner) ([]Result, error) {
 				return nil, err
 			}
 		}
-		if err := warmUp(ctx, rc, 1, pub); err != nil {
+		if err := warmUp(ctx, rc, 1, 1, pub); err != nil {
 			return nil, err
 		}
 		r.progress("scale-out: %d events through %d dispatcher processes", n, k)
