@@ -153,6 +153,16 @@ func (l *endpointLimits) acquireWait(ctx context.Context, rawURL string, patienc
 	}
 }
 
+// fast reports whether rawURL's endpoint answers faster than fastEndpoint
+// on average; an endpoint never tried is not known to.
+func (l *endpointLimits) fast(rawURL string) bool {
+	key := endpointKey(rawURL)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.m[key]
+	return st != nil && st.avg > 0 && st.avg < fastEndpoint
+}
+
 // try takes a slot, or returns the channel that signals a freed slot when
 // the endpoint is fast and full (nil when it is not fast).
 func (l *endpointLimits) try(rawURL string) (release func(time.Duration), freed <-chan struct{}) {

@@ -72,9 +72,17 @@ func (d *Dispatcher) attemptConsumerConfig(name, filter, desc string) jetstream.
 	}
 }
 
-// job is one delivery message being worked on.
+// settler is how a delivery message is settled: a jetstream.Msg, or a
+// firstMsg for a first attempt made by fan-out.
+type settler interface {
+	Ack() error
+	NakWithDelay(time.Duration) error
+	Term() error
+}
+
+// job is one delivery being worked on.
 type job struct {
-	msg  jetstream.Msg
+	msg  settler
 	dl   delivery
 	sub  *herald.Subscription
 	rec  *herald.Delivery // the log record; nil until known
@@ -85,19 +93,30 @@ type job struct {
 // deliver handles one delivery message: at most one HTTP attempt, then settle.
 func (d *Dispatcher) deliver(ctx context.Context, msg jetstream.Msg) {
 	j := &job{msg: msg}
-	d.settle(ctx, j, d.run(ctx, j))
+	d.settle(ctx, j, d.run(ctx, j, msg))
 }
 
-func (d *Dispatcher) run(ctx context.Context, j *job) error {
-	if err := json.Unmarshal(j.msg.Data(), &j.dl); err != nil || !herald.ValidObjectID(j.dl.ID) ||
+// notDueError: the log says the delivery's next attempt is later than now
+// (a retry's message published at once, or handed back early after a
+// restart); the message waits until then.
+type notDueError struct{ wait time.Duration }
+
+func (e *notDueError) Error() string { return "next attempt not yet due" }
+
+// dueSlack is how early an attempt may start: clocks of dispatchers differ a
+// little, and a NAK delay is not exact.
+const dueSlack = 50 * time.Millisecond
+
+func (d *Dispatcher) run(ctx context.Context, j *job, msg jetstream.Msg) error {
+	if err := json.Unmarshal(msg.Data(), &j.dl); err != nil || !herald.ValidObjectID(j.dl.ID) ||
 		!herald.ValidObjectID(j.dl.SubscriptionID) || !herald.ValidCloud(j.dl.Event.Cloud) {
 		return &dropError{reason: "malformed delivery message"}
 	}
-	meta, err := j.msg.Metadata()
+	meta, err := msg.Metadata()
 	if err != nil {
 		return &dropError{reason: "delivery message without metadata"}
 	}
-	if meta.NumDelivered == 1 && j.msg.Headers().Get("Nats-Scheduler") != "" {
+	if meta.NumDelivered == 1 && msg.Headers().Get("Nats-Scheduler") != "" {
 		d.countParked(j.dl.Event.Cloud, j.dl.SubscriptionID, "-1") // a parked retry came due
 	}
 	if meta.NumDelivered > 1 || j.dl.Retry {
@@ -113,6 +132,11 @@ func (d *Dispatcher) run(ctx context.Context, j *job) error {
 	}
 	if j.rec != nil && j.rec.Status != herald.StatusPending {
 		return errAlreadySettled
+	}
+	if j.rec != nil && j.rec.NextAttemptAt != nil {
+		if wait := j.rec.NextAttemptAt.Sub(d.cfg.Now()); wait > dueSlack {
+			return &notDueError{wait: wait}
+		}
 	}
 
 	sub, err := d.cfg.Matcher.Subscription(ctx, j.dl.Event.Cloud, j.dl.SubscriptionID)
@@ -132,7 +156,12 @@ func (d *Dispatcher) run(ctx context.Context, j *job) error {
 	}
 	start := time.Now()
 	defer func() { release(time.Since(start)) }()
+	return d.attemptNow(ctx, j)
+}
 
+// attemptNow makes j's next attempt, its subscription known and an
+// endpoint slot held: the record is started if this is the first.
+func (d *Dispatcher) attemptNow(ctx context.Context, j *job) error {
 	now := d.cfg.Now()
 	if j.rec == nil {
 		j.rec = &herald.Delivery{
@@ -304,6 +333,7 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 	}
 	var de *herald.DeliveryError
 	var drop *dropError
+	var notDue *notDueError
 	switch {
 	case err == nil:
 		d.metrics.deliveries.WithLabelValues("succeeded").Inc()
@@ -328,6 +358,16 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 	case errors.Is(err, errEndpointBusy):
 		d.metrics.deliveries.WithLabelValues("deferred").Inc()
 		_ = j.msg.NakWithDelay(d.endpoints.busyDelay(j.sub.URL, d.cfg.AttemptTimeout))
+
+	case errors.As(err, &notDue):
+		d.metrics.deliveries.WithLabelValues("early").Inc()
+		if d.shouldPark(notDue.wait) {
+			if err := d.park(ctx, j, *j.rec.NextAttemptAt); err == nil {
+				_ = j.msg.Ack()
+				return
+			}
+		}
+		_ = j.msg.NakWithDelay(notDue.wait)
 
 	case errors.Is(err, errStoreUnavailable):
 		log(zerolog.WarnLevel).Err(err).Msg("delivery postponed")

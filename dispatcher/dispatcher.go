@@ -3,10 +3,13 @@
 // It runs two stages on JetStream, each a durable pull consumer that any
 // number of dispatcher processes share:
 //
-//   - fan-out reads HERALD_EVENTS, matches each event to the subscriptions of
-//     its cloud, and publishes one delivery message per (event, subscription)
-//     to HERALD_DELIVERIES. The delivery message's Nats-Msg-Id is the
-//     delivery id, so replaying an event never doubles a delivery.
+//   - fan-out reads HERALD_EVENTS and matches each event to the subscriptions
+//     of its cloud. It makes the first attempt of a delivery itself when the
+//     endpoint is known to answer fast and has a free slot; every other
+//     delivery, and every first attempt that fails, becomes a delivery
+//     message on HERALD_DELIVERIES. The event is acknowledged once all of
+//     that is done. A delivery message's Nats-Msg-Id is the delivery id, so
+//     replaying an event never doubles a delivery message.
 //   - deliver reads HERALD_DELIVERIES and makes one HTTP attempt per message.
 //     A single function, settle, turns the outcome into Ack, NakWithDelay (the
 //     retry schedule) or Term. Each delivery is settled on its own: a failure
@@ -82,7 +85,9 @@ type Config struct {
 
 	// AttemptTimeout bounds one HTTP attempt (default 10 s).
 	AttemptTimeout time.Duration
-	// MaxInFlight bounds concurrent HTTP attempts of this process (default 256).
+	// MaxInFlight bounds concurrent HTTP attempts of this process: fan-out's
+	// first attempts and the deliver stage's together (default 256). The
+	// retry stage has a quarter of it besides.
 	MaxInFlight int
 	// EndpointConcurrency bounds concurrent attempts to one endpoint (scheme,
 	// host and port) from this process (default 16).
@@ -171,6 +176,15 @@ type Dispatcher struct {
 	// ackPending is the deliver consumer's NumAckPending, sampled every
 	// few seconds: the pressure that makes settle park even short retries.
 	ackPending atomic.Int64
+	// attemptSlots bounds the attempts in flight of the deliver stage and
+	// of fan-out's first attempts together (MaxInFlight).
+	attemptSlots chan struct{}
+	// firsts tracks fan-out's first attempts, which outlive the fan-out
+	// handler that started them; firstCtx is theirs, cancelled only when
+	// shutdown gives up waiting for them.
+	firsts      sync.WaitGroup
+	firstCtx    context.Context
+	firstCancel context.CancelFunc
 }
 
 // New returns a Dispatcher; Run starts it.
@@ -183,6 +197,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
+	firstCtx, firstCancel := context.WithCancel(context.Background())
 	return &Dispatcher{
 		cfg: cfg,
 		log: cfg.Logger.With().Str("component", "dispatcher").Logger(),
@@ -193,8 +208,11 @@ func New(cfg Config) (*Dispatcher, error) {
 			timeout: cfg.AttemptTimeout,
 			observe: func(class string, s float64) { m.attemptDuration.WithLabelValues(class).Observe(s) },
 		},
-		endpoints: newEndpointLimits(cfg.EndpointConcurrency),
-		metrics:   m,
+		endpoints:    newEndpointLimits(cfg.EndpointConcurrency),
+		metrics:      m,
+		attemptSlots: make(chan struct{}, cfg.MaxInFlight),
+		firstCtx:     firstCtx,
+		firstCancel:  firstCancel,
 	}, nil
 }
 
@@ -216,12 +234,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	grace := d.cfg.AttemptTimeout + 5*time.Second
 	stages := []*stage{
-		newStage("fan-out", d.cfg.FanoutWorkers, grace, d.log, d.fanout),
-		newStage("deliver", d.cfg.MaxInFlight, grace, d.log, d.deliver),
+		newStage("fan-out", make(chan struct{}, d.cfg.FanoutWorkers), grace, d.log, d.fanout),
+		newStage("deliver", d.attemptSlots, grace, d.log, d.deliver),
 		// Retries come due in waves (a dead endpoint's, all at once): a
 		// smaller pool of their own keeps a wave from taking the CPU and
 		// the connections that fresh deliveries need.
-		newStage("retry", max(d.cfg.MaxInFlight/4, 1), grace, d.log, d.deliver),
+		newStage("retry", make(chan struct{}, max(d.cfg.MaxInFlight/4, 1)), grace, d.log, d.deliver),
 	}
 	var started []*stage
 	for i, cons := range []jetstream.Consumer{fan, del, ret} {
@@ -243,6 +261,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); s.stop() }()
 	}
 	wg.Wait()
+	d.waitFirsts(grace)
 	d.sender.client.close()
 	d.log.Info().Msg("dispatcher stopped")
 	return nil

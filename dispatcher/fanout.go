@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,8 +23,9 @@ type delivery struct {
 	ID             string       `json:"id"`
 	SubscriptionID string       `json:"subscription_id"`
 	Event          herald.Event `json:"event"`
-	// Retry marks a message that is not the delivery's first: a parked
-	// retry come due, or a redelivery by hand. Its history is in the log.
+	// Retry marks a message that may not be the delivery's first: a
+	// retry, a redelivery by hand, or a replayed event's. Its history, if
+	// any, is in the log, which the deliver stage reads first.
 	Retry bool `json:"retry,omitempty"`
 }
 
@@ -33,19 +35,32 @@ func deliverySubject(cloud, subID string) string {
 
 func (d *Dispatcher) fanoutConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       streams.FanoutConsumer,
-		Description:   "herald: match events to subscriptions",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 10 * d.cfg.FanoutWorkers,
+		Durable:     streams.FanoutConsumer,
+		Description: "herald: match events to subscriptions, first attempts to fast endpoints",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		// An event is acknowledged after its first attempts: cover two of
+		// them, as the deliver consumer does, and never less than 30 s.
+		AckWait: max(30*time.Second, 2*d.cfg.AttemptTimeout+10*time.Second),
+		// Events waiting for their first attempts must not stop fan-out
+		// from taking new ones: at most MaxInFlight attempts run at once.
+		MaxAckPending: d.cfg.MaxInFlight + 10*d.cfg.FanoutWorkers,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }
 
-// fanout handles one event: match, publish one delivery message per match,
-// then ack the event. If any publish fails the event is redelivered after a
-// pause; deliveries already published are dropped as duplicates by their
-// Nats-Msg-Id.
+// firstPatience is how long fan-out waits for a free attempt slot, once
+// per event, before it hands the event's remaining deliveries to the
+// deliveries stream instead.
+const firstPatience = 50 * time.Millisecond
+
+// fanout handles one event: match; make the first attempt of each delivery
+// to a fast endpoint with a free slot (firstAttempt, in the background);
+// publish one delivery message for each of the others; ack the event when
+// all of it is done. If a publish fails the event is redelivered after a
+// pause. A redelivered event (a dispatcher died, or a publish failed) makes
+// no attempts: every delivery becomes a message, marked to be checked
+// against the log, so what succeeded is not sent again and what was
+// published already is dropped as a duplicate by its Nats-Msg-Id.
 func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 	// Validate checks that data is an object without "event", as
 	// ParseEnvelope would: data is decoded once.
@@ -53,25 +68,158 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 	if err == nil {
 		err = d.cfg.Schemas.Validate(ev.Type, ev.Data)
 	}
-	meta, merr := msg.Metadata()
-	if merr == nil {
+	replay := false
+	if meta, merr := msg.Metadata(); merr == nil {
 		ev.Sequence = meta.Sequence.Stream
+		replay = meta.NumDelivered > 1
 	}
 	if err != nil {
 		d.reject(ctx, msg, ev.Sequence, err)
 		return
 	}
 	subs := d.cfg.Matcher.Match(ev.Cloud, ev.Type, ev.Data, nil)
-	if err := d.publishDeliveries(ctx, &ev, subs); err != nil {
+	fe := &fannedEvent{d: d, msg: msg, id: ev.ID, deliveries: len(subs)}
+	fe.pending.Store(1)
+	queued := subs[:0:0]
+	patience := firstPatience
+	for _, s := range subs {
+		if replay {
+			queued = append(queued, s)
+			continue
+		}
+		release, waited := d.firstSlot(ctx, s.URL, patience)
+		if waited {
+			patience = 0 // the process is saturated: queue the rest at once
+		}
+		if release == nil {
+			queued = append(queued, s)
+			continue
+		}
+		fe.pending.Add(1)
+		d.firsts.Add(1)
+		go d.firstAttempt(fe, &ev, s, release)
+	}
+	if err := d.publishDeliveries(ctx, &ev, queued, replay); err != nil {
 		d.log.Warn().Err(err).Str("event_id", ev.ID).Msg("fan-out failed; event will be retried")
-		_ = msg.NakWithDelay(time.Second)
+		fe.failed.Store(true)
+	}
+	fe.done()
+}
+
+// fannedEvent is an event whose first attempts may still run: the last of
+// them (or fan-out itself) acknowledges it, or hands it back when a
+// delivery could not be recorded.
+type fannedEvent struct {
+	d          *Dispatcher
+	msg        jetstream.Msg
+	id         string
+	deliveries int
+	pending    atomic.Int32
+	failed     atomic.Bool
+}
+
+func (fe *fannedEvent) done() {
+	if fe.pending.Add(-1) != 0 {
 		return
 	}
-	d.metrics.events.WithLabelValues("fanned_out").Inc()
-	d.metrics.fanout.Add(float64(len(subs)))
-	if err := msg.Ack(); err != nil {
-		d.log.Debug().Err(err).Str("event_id", ev.ID).Msg("ack event")
+	if fe.failed.Load() {
+		_ = fe.msg.NakWithDelay(time.Second)
+		return
 	}
+	fe.d.metrics.events.WithLabelValues("fanned_out").Inc()
+	fe.d.metrics.fanout.Add(float64(fe.deliveries))
+	if err := fe.msg.Ack(); err != nil {
+		fe.d.log.Debug().Err(err).Str("event_id", fe.id).Msg("ack event")
+	}
+}
+
+// firstSlot takes an attempt slot and a slot of rawURL's endpoint for a
+// first attempt made by fan-out, or returns nil when the endpoint is not
+// known to answer fast or no slot frees up within patience. waited reports
+// that the patience ran out on the process's attempt slots.
+func (d *Dispatcher) firstSlot(ctx context.Context, rawURL string, patience time.Duration) (release func(time.Duration), waited bool) {
+	if !d.endpoints.fast(rawURL) {
+		return nil, false
+	}
+	select {
+	case d.attemptSlots <- struct{}{}:
+	default:
+		if patience <= 0 {
+			return nil, false
+		}
+		t := time.NewTimer(patience)
+		defer t.Stop()
+		select {
+		case d.attemptSlots <- struct{}{}:
+		case <-t.C:
+			return nil, true
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	rel, ok := d.endpoints.acquireWait(ctx, rawURL, fastEndpoint)
+	if !ok {
+		<-d.attemptSlots
+		return nil, false
+	}
+	return func(took time.Duration) { rel(took); <-d.attemptSlots }, false
+}
+
+// firstAttempt makes a delivery's first attempt on fan-out's behalf and
+// settles it like the deliver stage would: a success is logged, a failure
+// recorded and its retry published as a delivery message (see firstMsg).
+func (d *Dispatcher) firstAttempt(fe *fannedEvent, ev *herald.Event, sub *herald.Subscription, release func(time.Duration)) {
+	defer d.firsts.Done()
+	defer fe.done()
+	ctx := d.firstCtx
+	j := &job{dl: delivery{ID: herald.DeliveryID(ev.Cloud, ev.ID, sub.ID), SubscriptionID: sub.ID, Event: *ev}, sub: sub}
+	fm := &firstMsg{ctx: ctx, d: d, j: j}
+	j.msg = fm
+	d.metrics.firsts.Inc()
+	start := time.Now()
+	err := d.attemptNow(ctx, j)
+	release(time.Since(start))
+	d.settle(ctx, j, err)
+	if fm.err != nil {
+		d.log.Warn().Err(fm.err).Str("delivery_id", j.dl.ID).Msg("could not queue the retry of a first attempt; the event will be fanned out again")
+		fe.failed.Store(true)
+	}
+}
+
+// firstMsg stands for the delivery message a first attempt made by fan-out
+// does not have, so that settle treats both alike. Its NakWithDelay
+// publishes the delivery message of the retry: settle has recorded the
+// attempt and its next time in the log, and the deliver stage holds the
+// message until then. Ack and Term have nothing to acknowledge.
+type firstMsg struct {
+	ctx context.Context
+	d   *Dispatcher
+	j   *job
+	err error
+}
+
+func (m *firstMsg) Ack() error  { return nil }
+func (m *firstMsg) Term() error { return nil }
+func (m *firstMsg) NakWithDelay(time.Duration) error {
+	dl := m.j.dl
+	dl.Retry = true
+	m.err = m.d.publishDelivery(m.ctx, &dl)
+	return m.err
+}
+
+// waitFirsts waits for first attempts in flight at shutdown, cancelling
+// them after grace.
+func (d *Dispatcher) waitFirsts(grace time.Duration) {
+	done := make(chan struct{})
+	go func() { d.firsts.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		d.log.Warn().Msg("first attempts still running at shutdown; cancelling them (their events will be fanned out again)")
+		d.firstCancel()
+		<-done
+	}
+	d.firstCancel()
 }
 
 // reject terminates a message fan-out cannot accept and records why, so
@@ -87,18 +235,20 @@ func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, seq uint64, 
 	_ = msg.TermWithReason(why.Error())
 }
 
-func (d *Dispatcher) publishDeliveries(ctx context.Context, ev *herald.Event, subs []*herald.Subscription) error {
+// publishDeliveries publishes a delivery message for each of subs and
+// waits until all are stored. check marks them to be checked against the
+// log first (see delivery.Retry).
+func (d *Dispatcher) publishDeliveries(ctx context.Context, ev *herald.Event, subs []*herald.Subscription, check bool) error {
 	if len(subs) == 0 {
 		return nil
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(subs))
 	for _, s := range subs {
-		dl := delivery{ID: herald.DeliveryID(ev.Cloud, ev.ID, s.ID), SubscriptionID: s.ID, Event: *ev}
-		body, err := json.Marshal(dl)
+		dl := delivery{ID: herald.DeliveryID(ev.Cloud, ev.ID, s.ID), SubscriptionID: s.ID, Event: *ev, Retry: check}
+		m, err := deliveryMsg(&dl)
 		if err != nil {
-			return fmt.Errorf("encode delivery: %w", err)
+			return err
 		}
-		m := &nats.Msg{Subject: deliverySubject(ev.Cloud, s.ID), Data: body}
 		f, err := d.js.PublishMsgAsync(m, jetstream.WithMsgID(dl.ID))
 		if err != nil {
 			return fmt.Errorf("publish delivery: %w", err)
@@ -119,4 +269,28 @@ func (d *Dispatcher) publishDeliveries(ctx context.Context, ev *herald.Event, su
 		}
 	}
 	return nil
+}
+
+// publishDelivery publishes one delivery message and waits until it is
+// stored. Its Nats-Msg-Id is the delivery id, as in publishDeliveries, so
+// a replay of the event does not double it.
+func (d *Dispatcher) publishDelivery(ctx context.Context, dl *delivery) error {
+	m, err := deliveryMsg(dl)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := d.js.PublishMsg(ctx, m, jetstream.WithMsgID(dl.ID)); err != nil {
+		return fmt.Errorf("publish delivery: %w", err)
+	}
+	return nil
+}
+
+func deliveryMsg(dl *delivery) (*nats.Msg, error) {
+	body, err := json.Marshal(dl)
+	if err != nil {
+		return nil, fmt.Errorf("encode delivery: %w", err)
+	}
+	return &nats.Msg{Subject: deliverySubject(dl.Event.Cloud, dl.SubscriptionID), Data: body}, nil
 }

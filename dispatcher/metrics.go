@@ -7,6 +7,7 @@ import (
 type metrics struct {
 	events          *prometheus.CounterVec
 	fanout          prometheus.Counter
+	firsts          prometheus.Counter
 	deliveries      *prometheus.CounterVec
 	parked          prometheus.Counter
 	ackPending      prometheus.Gauge
@@ -25,9 +26,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_fanout_deliveries_total",
 			Help: "Deliveries created by fan-out: one per (event, matching subscription).",
 		}),
+		firsts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_fanout_first_attempts_total",
+			Help: "First attempts made by fan-out itself, to endpoints known to answer fast that had a free slot, instead of through the deliveries stream.",
+		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_deliveries_total",
-			Help: "Settled delivery messages, by outcome: succeeded, retry (a failed attempt with another scheduled), failed (gave up), dropped (subscription gone or disabled), superseded (a stale progress retry), deferred (endpoint at its concurrency limit, not an attempt), duplicate (already settled).",
+			Help: "Settled delivery messages, by outcome: succeeded, retry (a failed attempt with another scheduled), failed (gave up), dropped (subscription gone or disabled), superseded (a stale progress retry), deferred (endpoint at its concurrency limit, not an attempt), early (a retry handed over before its time, held until due), duplicate (already settled).",
 		}, []string{"outcome"}),
 		parked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_retries_parked_total",
@@ -51,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"class"}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.fanout, m.deliveries, m.parked, m.ackPending, m.backlog, m.waiting, m.attemptDuration} {
+	for _, c := range []prometheus.Collector{m.events, m.fanout, m.firsts, m.deliveries, m.parked, m.ackPending, m.backlog, m.waiting, m.attemptDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -31,12 +31,14 @@ type stage struct {
 	cancel context.CancelFunc
 }
 
-func newStage(name string, workers int, grace time.Duration, log zerolog.Logger, handle func(context.Context, jetstream.Msg)) *stage {
+// newStage returns a stage whose handlers each hold one of slots, a
+// semaphore the stage may share: its capacity is the worker count.
+func newStage(name string, slots chan struct{}, grace time.Duration, log zerolog.Logger, handle func(context.Context, jetstream.Msg)) *stage {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &stage{
-		name: name, workers: workers, grace: grace, handle: handle,
+		name: name, workers: cap(slots), grace: grace, handle: handle,
 		log:   log.With().Str("stage", name).Logger(),
-		slots: make(chan struct{}, workers),
+		slots: slots,
 		ctx:   ctx, cancel: cancel,
 	}
 }
