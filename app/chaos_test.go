@@ -110,7 +110,7 @@ func TestEndpointChaos(t *testing.T) {
 		for name, sub := range subs {
 			outcomes[name] = map[string]int{}
 			for _, ev := range ids {
-				rec, err := a.DeliveryLog().Get(context.Background(), "acme", sub, herald.DeliveryID("acme", ev, sub))
+				rec, err := a.DeliveryLog().Lookup(context.Background(), "acme", sub, herald.DeliveryID("acme", ev, sub))
 				if err != nil || rec.Status == herald.StatusPending {
 					return fmt.Errorf("%s: a delivery of %s is not settled yet", name, ev)
 				}

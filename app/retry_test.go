@@ -23,7 +23,7 @@ func logRecord(t testing.TB, a *app.App, cloud, subID, id, status string) herald
 	var rec herald.Delivery
 	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		var err error
-		rec, err = a.DeliveryLog().Get(context.Background(), cloud, subID, id)
+		rec, err = a.DeliveryLog().Lookup(context.Background(), cloud, subID, id)
 		if err != nil {
 			return err
 		}
@@ -287,11 +287,11 @@ func TestRestartKeepsTheWindowAndParkedRetries(t *testing.T) {
 	p, _ := publishHTTP(t, a, "acme", map[string]any{"type": "encoding-progress", "data": map[string]any{"encoding_id": "p", "progress": 1}})
 	wID, pID := herald.DeliveryID("acme", w, windowSub), herald.DeliveryID("acme", p, parkedSub)
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		rec, err := a.DeliveryLog().Get(context.Background(), "acme", windowSub, wID)
+		rec, err := a.DeliveryLog().Lookup(context.Background(), "acme", windowSub, wID)
 		if err != nil || len(rec.Attempts) < 2 {
 			return fmt.Errorf("window delivery not at attempt 2 yet")
 		}
-		if _, err := a.DeliveryLog().Get(context.Background(), "acme", parkedSub, pID); err != nil {
+		if _, err := a.DeliveryLog().Lookup(context.Background(), "acme", parkedSub, pID); err != nil {
 			return err
 		}
 		return nil

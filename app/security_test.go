@@ -488,7 +488,7 @@ func TestPrivateTargetsRefused(t *testing.T) {
 		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 			c.must("POST", "/v1/clouds/acme/events", adminToken, `{"id":"ssrf-1","type":"encoding-complete","data":{"encoding_id":"e"}}`, http.StatusAccepted)
 			var err error
-			rec, err = a.DeliveryLog().Get(ctx, "acme", sub.ID, herald.DeliveryID("acme", "ssrf-1", sub.ID))
+			rec, err = a.DeliveryLog().Lookup(ctx, "acme", sub.ID, herald.DeliveryID("acme", "ssrf-1", sub.ID))
 			if err != nil {
 				return err
 			}

@@ -338,10 +338,17 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 	case err == nil:
 		d.metrics.deliveries.WithLabelValues("succeeded").Inc()
 		j.rec.Status, j.rec.NextAttemptAt, j.rec.Reason = herald.StatusSucceeded, nil, ""
-		if j.seen || !d.cfg.SkipSuccessLog {
-			if err := d.cfg.Log.PutAsync(j.rec); err != nil {
-				log(zerolog.WarnLevel).Err(err).Msg("could not log the delivery")
-			}
+		// A delivery with a record (it was retried) updates it; one that
+		// succeeded at once goes to the log of first-attempt successes.
+		var lerr error
+		switch {
+		case j.seen:
+			lerr = d.cfg.Log.PutAsync(j.rec)
+		case !d.cfg.SkipSuccessLog:
+			lerr = d.cfg.Log.Succeeded(j.rec)
+		}
+		if lerr != nil {
+			log(zerolog.WarnLevel).Err(lerr).Msg("could not log the delivery")
 		}
 		if t := j.dl.Event.Type; t == "encoding-progress" || t == "encoding-complete" {
 			if encID := encodingID(j.dl.Event.Data); encID != "" {

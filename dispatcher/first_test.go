@@ -119,10 +119,10 @@ func TestFanoutFirstAttempt(t *testing.T) {
 				}
 			}
 
-			rec, err := dlog.Get(context.Background(), "acme", sub.ID, id)
+			rec, err := dlog.Lookup(context.Background(), "acme", sub.ID, id)
 			for deadline := time.Now().Add(5 * time.Second); c.wantState != "" && err != nil && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond) // successes are logged without waiting
-				rec, err = dlog.Get(context.Background(), "acme", sub.ID, id)
+				rec, err = dlog.Lookup(context.Background(), "acme", sub.ID, id)
 			}
 			switch {
 			case c.wantState == "" && !errors.Is(err, herald.ErrNotFound):

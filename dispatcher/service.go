@@ -72,7 +72,7 @@ func (s *Service) Delivery(ctx context.Context, cloud, id string) (herald.Delive
 
 // DeliveryOf returns delivery id of subscription subID, or herald.ErrNotFound.
 func (s *Service) DeliveryOf(ctx context.Context, cloud, subID, id string) (herald.Delivery, error) {
-	return s.log.Get(ctx, cloud, subID, id)
+	return s.log.Lookup(ctx, cloud, subID, id)
 }
 
 // Redeliver sends a delivery that succeeded, failed or was superseded

@@ -186,7 +186,7 @@ func TestSettle(t *testing.T) {
 			if c.busy && (msg.delay < 100*time.Millisecond || msg.delay > 15*time.Second) {
 				t.Errorf("busy delay %s, want between 100ms and the attempt timeout", msg.delay)
 			}
-			rec, err := dlog.Get(context.Background(), "acme", sub.ID, dl.ID)
+			rec, err := dlog.Lookup(context.Background(), "acme", sub.ID, dl.ID)
 			if c.wantState == "" {
 				if err == nil {
 					t.Errorf("a record was written: %+v", rec)
@@ -196,7 +196,7 @@ func TestSettle(t *testing.T) {
 			// Successes are written without waiting for the store: poll.
 			for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond)
-				rec, err = dlog.Get(context.Background(), "acme", sub.ID, dl.ID)
+				rec, err = dlog.Lookup(context.Background(), "acme", sub.ID, dl.ID)
 			}
 			if err != nil {
 				t.Fatalf("no record: %v", err)
