@@ -7,29 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/herald-webhooks/herald"
-	"github.com/herald-webhooks/herald/natsserver"
+	"github.com/herald-webhooks/herald/natsserver/natstest"
 )
 
 func testLog(t *testing.T) *Log {
 	t.Helper()
-	s, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := natstest.JetStream(t)
 	l, err := Open(context.Background(), Config{JetStream: js})
 	if err != nil {
 		t.Fatal(err)

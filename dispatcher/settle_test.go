@@ -15,7 +15,7 @@ import (
 
 	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/deliverylog"
-	"github.com/herald-webhooks/herald/natsserver"
+	"github.com/herald-webhooks/herald/natsserver/natstest"
 	"github.com/herald-webhooks/herald/streams"
 )
 
@@ -70,20 +70,7 @@ func (noSchemas) Validate(string, json.RawMessage) error { return nil }
 // testJetStream starts a private JetStream server with herald's streams.
 func testJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	s, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := natstest.JetStream(t)
 	if err := streams.Ensure(context.Background(), js, streams.Config{}); err != nil {
 		t.Fatal(err)
 	}

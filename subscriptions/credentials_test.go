@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/natsserver/natstest"
 	"github.com/herald-webhooks/herald/subscriptions"
 	"github.com/herald-webhooks/herald/webhook"
 )
@@ -265,7 +266,7 @@ func TestCredentialsAreEncryptedAtRest(t *testing.T) {
 }
 
 func TestCredentialsWithoutKey(t *testing.T) {
-	js, dir := testJetStream(t)
+	js, dir := natstest.JetStream(t)
 	e := openEnv(t, js, dir)
 	if n := strings.Count(e.logs.String(), "HERALD_ENCRYPTION_KEY is not set"); n != 1 {
 		t.Errorf("warned %d times, want once: %s", n, e.logs)
@@ -306,7 +307,7 @@ func TestCredentialsWithoutKey(t *testing.T) {
 }
 
 func TestWrongEncryptionKey(t *testing.T) {
-	js, dir := testJetStream(t)
+	js, dir := natstest.JetStream(t)
 	a, _ := mustKey(t)
 	b, _ := mustKey(t)
 	sealed := openEnv(t, js, dir, withKeys(a))

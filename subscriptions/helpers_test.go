@@ -8,36 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/herald-webhooks/herald"
-	"github.com/herald-webhooks/herald/natsserver"
+	"github.com/herald-webhooks/herald/natsserver/natstest"
 	"github.com/herald-webhooks/herald/subscriptions"
 )
-
-// testJetStream starts a private JetStream server with its store in a
-// fresh directory, which it returns too.
-func testJetStream(t testing.TB) (jetstream.JetStream, string) {
-	t.Helper()
-	dir := t.TempDir()
-	s, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js, dir
-}
 
 type knownTypes struct{}
 
@@ -70,7 +47,7 @@ func withClock(now func() time.Time) envOption {
 
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
-	js, dir := testJetStream(t)
+	js, dir := natstest.JetStream(t)
 	return openEnv(t, js, dir, opts...)
 }
 

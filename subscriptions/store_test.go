@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/natsserver/natstest"
 	"github.com/herald-webhooks/herald/subscriptions"
 )
 
@@ -84,7 +85,7 @@ func TestStoreRefusesPrivateURLs(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	js, _ := testJetStream(t)
+	js, _ := natstest.JetStream(t)
 	ctx := context.Background()
 	keys, err := subscriptions.OpenKeys(ctx, js, 1)
 	if err != nil {
