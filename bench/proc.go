@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,8 +59,16 @@ func startProc(ctx context.Context, name, exe string, args, env []string, ready 
 func (p *proc) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var keep io.Writer = io.Discard
+	if dir := os.Getenv("HERALD_BENCH_LOGS"); dir != "" {
+		if f, err := os.OpenFile(filepath.Join(dir, p.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+			defer f.Close()
+			keep = f
+		}
+	}
 	for sc.Scan() {
 		line := sc.Text()
+		fmt.Fprintln(keep, line)
 		var m map[string]any
 		_ = json.Unmarshal([]byte(line), &m)
 		p.mu.Lock()

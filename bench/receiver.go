@@ -118,8 +118,23 @@ func (rec *recording) wait(timeout time.Duration) error {
 	case <-rec.done:
 		return nil
 	case <-time.After(timeout):
-		return fmt.Errorf("%d of %d deliveries arrived within %s", rec.got.Load(), rec.want, timeout)
+		return fmt.Errorf("%d of %d deliveries arrived within %s; missing: %s", rec.got.Load(), rec.want, timeout, rec.missing(5))
 	}
+}
+
+// missing names up to n deliveries (subscription/event) not yet arrived.
+func (rec *recording) missing(n int) string {
+	var out []string
+	for i := range rec.first {
+		if rec.first[i].Load() == 0 {
+			if len(out) == n {
+				out = append(out, "…")
+				break
+			}
+			out = append(out, fmt.Sprintf("%d/%d", i/rec.events, i%rec.events))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // last is when the last delivery arrived, after t0.

@@ -26,7 +26,10 @@ type client struct {
 	http *http.Client
 }
 
-func newClient(timeout time.Duration, perHost int, allowPrivate bool) *client {
+// newClient returns a client that keeps up to perHost idle connections to
+// one endpoint and idle in total (the least recently used is closed
+// beyond that).
+func newClient(timeout time.Duration, perHost, idle int, allowPrivate bool) *client {
 	dialer := &net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}
 	if !allowPrivate {
 		dialer.Control = egress.Control
@@ -35,7 +38,7 @@ func newClient(timeout time.Duration, perHost int, allowPrivate bool) *client {
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          0,
+		MaxIdleConns:          idle,
 		MaxIdleConnsPerHost:   perHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   min(timeout, 5*time.Second),

@@ -203,7 +203,10 @@ func New(cfg Config) (*Dispatcher, error) {
 		log: cfg.Logger.With().Str("component", "dispatcher").Logger(),
 		js:  cfg.JetStream,
 		sender: &sender{
-			client:  newClient(cfg.AttemptTimeout, cfg.EndpointConcurrency*fastFactor, cfg.AllowPrivateTargets),
+			// Idle connections: an endpoint's full bound, and in all a few
+			// times the attempts that can be in flight; each costs two
+			// goroutines and 8 KiB of buffers.
+			client:  newClient(cfg.AttemptTimeout, cfg.EndpointConcurrency*fastFactor, 4*cfg.MaxInFlight, cfg.AllowPrivateTargets),
 			creds:   cfg.Credentials,
 			timeout: cfg.AttemptTimeout,
 			observe: func(class string, s float64) { m.attemptDuration.WithLabelValues(class).Observe(s) },

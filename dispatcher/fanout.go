@@ -82,7 +82,16 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 	fe.pending.Store(1)
 	queued := subs[:0:0]
 	patience := firstPatience
-	for _, s := range subs {
+	// Events fanned out at once would otherwise reach a cloud's endpoints in
+	// the same order, all at the same time: each event starts at another
+	// subscription, which spreads attempts (and pooled connections) evenly
+	// over the endpoints.
+	off := 0
+	if len(subs) > 1 {
+		off = int(ev.Sequence * 0x9E3779B97F4A7C15 >> 33 % uint64(len(subs))) // consecutive events, far-apart starts
+	}
+	for k := range subs {
+		s := subs[(k+off)%len(subs)]
 		if replay {
 			queued = append(queued, s)
 			continue

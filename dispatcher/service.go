@@ -56,7 +56,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	return &Service{
 		js: cfg.JetStream, log: cfg.Log, examples: cfg.Examples, now: cfg.Now,
-		sender: &sender{client: newClient(cfg.AttemptTimeout, 4, cfg.AllowPrivateTargets), creds: cfg.Credentials, timeout: cfg.AttemptTimeout},
+		sender: &sender{client: newClient(cfg.AttemptTimeout, 4, 64, cfg.AllowPrivateTargets), creds: cfg.Credentials, timeout: cfg.AttemptTimeout},
 	}, nil
 }
 
