@@ -193,8 +193,10 @@ func (l *Log) Get(ctx context.Context, cloud, subID, id string) (herald.Delivery
 // Lookup returns the record of delivery id of subscription subID, whatever
 // its state, or herald.ErrNotFound.
 func (l *Log) Lookup(ctx context.Context, cloud, subID, id string) (herald.Delivery, error) {
-	d, err := l.Get(ctx, cloud, subID, id)
-	if !errors.Is(err, herald.ErrNotFound) || !herald.ValidCloud(cloud) || !herald.ValidObjectID(subID) || !herald.ValidObjectID(id) {
+	if !herald.ValidCloud(cloud) || !herald.ValidObjectID(subID) || !herald.ValidObjectID(id) {
+		return herald.Delivery{}, herald.ErrNotFound
+	}
+	if d, err := l.Get(ctx, cloud, subID, id); !errors.Is(err, herald.ErrNotFound) {
 		return d, err
 	}
 	return l.findSuccess(ctx, subjectPrefix+cloud+"."+subID, id)

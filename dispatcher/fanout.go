@@ -80,7 +80,7 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 	subs := d.cfg.Matcher.Match(ev.Cloud, ev.Type, ev.Data, nil)
 	fe := &fannedEvent{d: d, msg: msg, id: ev.ID, deliveries: len(subs)}
 	fe.pending.Store(1)
-	queued := subs[:0:0]
+	var queued []delivery
 	patience := firstPatience
 	// Events fanned out at once would otherwise reach a cloud's endpoints in
 	// the same order, all at the same time: each event starts at another
@@ -92,8 +92,9 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 	}
 	for k := range subs {
 		s := subs[(k+off)%len(subs)]
+		dl := delivery{ID: herald.DeliveryID(ev.Cloud, ev.ID, s.ID), SubscriptionID: s.ID, Event: ev, Retry: replay}
 		if replay {
-			queued = append(queued, s)
+			queued = append(queued, dl)
 			continue
 		}
 		release, waited := d.firstSlot(ctx, s.URL, patience)
@@ -101,14 +102,14 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 			patience = 0 // the process is saturated: queue the rest at once
 		}
 		if release == nil {
-			queued = append(queued, s)
+			queued = append(queued, dl)
 			continue
 		}
 		fe.pending.Add(1)
 		d.firsts.Add(1)
-		go d.firstAttempt(fe, &ev, s, release)
+		go d.firstAttempt(fe, dl, s, release)
 	}
-	if err := d.publishDeliveries(ctx, &ev, queued, replay); err != nil {
+	if err := d.publishDeliveries(ctx, queued); err != nil {
 		d.log.Warn().Err(err).Str("event_id", ev.ID).Msg("fan-out failed; event will be retried")
 		fe.failed.Store(true)
 	}
@@ -177,11 +178,11 @@ func (d *Dispatcher) firstSlot(ctx context.Context, rawURL string, patience time
 // firstAttempt makes a delivery's first attempt on fan-out's behalf and
 // settles it like the deliver stage would: a success is logged, a failure
 // recorded and its retry published as a delivery message (see firstMsg).
-func (d *Dispatcher) firstAttempt(fe *fannedEvent, ev *herald.Event, sub *herald.Subscription, release func(time.Duration)) {
+func (d *Dispatcher) firstAttempt(fe *fannedEvent, dl delivery, sub *herald.Subscription, release func(time.Duration)) {
 	defer d.firsts.Done()
 	defer fe.done()
 	ctx := d.firstCtx
-	j := &job{dl: delivery{ID: herald.DeliveryID(ev.Cloud, ev.ID, sub.ID), SubscriptionID: sub.ID, Event: *ev}, sub: sub}
+	j := &job{dl: dl, sub: sub}
 	fm := &firstMsg{ctx: ctx, d: d, j: j}
 	j.msg = fm
 	d.metrics.firsts.Inc()
@@ -212,7 +213,7 @@ func (m *firstMsg) Term() error { return nil }
 func (m *firstMsg) NakWithDelay(time.Duration) error {
 	dl := m.j.dl
 	dl.Retry = true
-	m.err = m.d.publishDelivery(m.ctx, &dl)
+	m.err = m.d.publishDeliveries(m.ctx, []delivery{dl})
 	return m.err
 }
 
@@ -244,21 +245,21 @@ func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, seq uint64, 
 	_ = msg.TermWithReason(why.Error())
 }
 
-// publishDeliveries publishes a delivery message for each of subs and
-// waits until all are stored. check marks them to be checked against the
-// log first (see delivery.Retry).
-func (d *Dispatcher) publishDeliveries(ctx context.Context, ev *herald.Event, subs []*herald.Subscription, check bool) error {
-	if len(subs) == 0 {
+// publishDeliveries publishes dls and waits until all are stored. A
+// message's Nats-Msg-Id is its delivery id, so a replay of the event does
+// not double it.
+func (d *Dispatcher) publishDeliveries(ctx context.Context, dls []delivery) error {
+	if len(dls) == 0 {
 		return nil
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(subs))
-	for _, s := range subs {
-		dl := delivery{ID: herald.DeliveryID(ev.Cloud, ev.ID, s.ID), SubscriptionID: s.ID, Event: *ev, Retry: check}
-		m, err := deliveryMsg(&dl)
+	futures := make([]jetstream.PubAckFuture, 0, len(dls))
+	for i := range dls {
+		body, err := json.Marshal(&dls[i])
 		if err != nil {
-			return err
+			return fmt.Errorf("encode delivery: %w", err)
 		}
-		f, err := d.js.PublishMsgAsync(m, jetstream.WithMsgID(dl.ID))
+		m := &nats.Msg{Subject: deliverySubject(dls[i].Event.Cloud, dls[i].SubscriptionID), Data: body}
+		f, err := d.js.PublishMsgAsync(m, jetstream.WithMsgID(dls[i].ID))
 		if err != nil {
 			return fmt.Errorf("publish delivery: %w", err)
 		}
@@ -278,28 +279,4 @@ func (d *Dispatcher) publishDeliveries(ctx context.Context, ev *herald.Event, su
 		}
 	}
 	return nil
-}
-
-// publishDelivery publishes one delivery message and waits until it is
-// stored. Its Nats-Msg-Id is the delivery id, as in publishDeliveries, so
-// a replay of the event does not double it.
-func (d *Dispatcher) publishDelivery(ctx context.Context, dl *delivery) error {
-	m, err := deliveryMsg(dl)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := d.js.PublishMsg(ctx, m, jetstream.WithMsgID(dl.ID)); err != nil {
-		return fmt.Errorf("publish delivery: %w", err)
-	}
-	return nil
-}
-
-func deliveryMsg(dl *delivery) (*nats.Msg, error) {
-	body, err := json.Marshal(dl)
-	if err != nil {
-		return nil, fmt.Errorf("encode delivery: %w", err)
-	}
-	return &nats.Msg{Subject: deliverySubject(dl.Event.Cloud, dl.SubscriptionID), Data: body}, nil
 }
