@@ -460,6 +460,16 @@ func (l *Log) read(ctx context.Context, stream, subject string, after uint64, li
 	if err != nil {
 		return false, fmt.Errorf("deliverylog: read: %w: %v", herald.ErrUnavailable, err)
 	}
+	// The server would keep the consumer for minutes after its last use,
+	// and a stream allows 1,000: reads as frequent as lookups must delete
+	// theirs.
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = l.js.DeleteConsumer(dctx, stream, info.Name)
+			cancel()
+		}
+	}()
 	read := 0
 	for {
 		batch, err := cons.FetchNoWait(min(256, limit-read))

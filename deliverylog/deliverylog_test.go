@@ -171,3 +171,32 @@ func TestFindGoesBackChunkByChunk(t *testing.T) {
 		t.Fatalf("Find of a delivery never made: %v", err)
 	}
 }
+
+// TestReadsLeaveNoConsumers: every lookup that reads the success log
+// removes its consumer, so lookups beyond the stream's limit of 1,000
+// consumers keep working.
+func TestReadsLeaveNoConsumers(t *testing.T) {
+	l := testLog(t)
+	ctx := context.Background()
+	if err := l.Succeeded(record("sub_A", 0, herald.StatusSucceeded, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, l)
+	missing := record("sub_A", 1, "", time.Now()).ID
+	for i := range 1100 {
+		if _, err := l.Lookup(ctx, "acme", "sub_A", missing); !errors.Is(err, herald.ErrNotFound) {
+			t.Fatalf("lookup %d: %v, want not found", i, err)
+		}
+	}
+	st, err := l.js.Stream(ctx, Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Errorf("%d consumers left on %s after the lookups", info.State.Consumers, Stream)
+	}
+}
