@@ -37,6 +37,13 @@ const (
 	BacklogSubjectPrefix  = "herald.backlog."
 )
 
+// HeaderSchema is the NATS header a publisher sets on an event whose data it
+// validated: the digest of the schema it used (schemas.Registry.Digest). The
+// dispatcher validates an event again only when the header is absent or
+// names another version of the type's schema, so data is checked once, at
+// the edge, and an event published raw to NATS is still checked.
+const HeaderSchema = "Herald-Schema"
+
 var (
 	cloudRE   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	typeRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -217,6 +217,15 @@ func (a *App) connect() error {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { a.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS") }),
 		nats.ClosedHandler(func(*nats.Conn) { close(a.ncClosed) }),
+		// Asynchronous errors: a subscription that fell behind and lost
+		// messages (slow consumer), a permission denied by the server.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := a.log.Warn().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("NATS error")
+		}),
 	}
 	if url == "" {
 		ns, err := natsserver.Start(natsserver.Config{

@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/publisher"
+	"github.com/herald-webhooks/herald/schemas"
 )
 
 // instance is a herald under test: one `herald serve` (or `serve
@@ -152,29 +153,47 @@ func eventData(n int) []byte {
 
 const eventType = "video-created"
 
-// envelope is event n as herald's NATS envelope, tagged so that ids of
-// different measurements never collide in the dedupe window.
-func envelope(tag string, n int) (id string, body []byte) {
-	id = tag + "-" + strconv.Itoa(n)
-	ev := herald.Event{ID: id, OccurredAt: time.Now(), Data: eventData(n)}
-	body, _ = ev.Envelope()
-	return id, body
-}
-
-// publisher sends events to a JetStream server, herald's or the
-// baseline's, with an id each, the way an encoder embedding herald's
-// publisher does (asynchronously, many in flight).
+// eventPublisher sends events to a JetStream server, herald's or the
+// baseline's, with an id each, asynchronously with many in flight: send
+// publishes event n with the given id and data.
 type eventPublisher struct {
-	js      jetstream.JetStream
-	subject func(n int) string
-	msgID   func(id string, n int) string
+	js   jetstream.JetStream
+	send func(id string, n int, data []byte) error
 }
 
+// heraldPublisher publishes through herald's publisher package, the way an
+// encoder embedding it does: each event is validated against its schema
+// before it is sent, and marked as validated.
 func heraldPublisher(js jetstream.JetStream, cloud func(n int) string) eventPublisher {
-	return eventPublisher{js: js,
-		subject: func(n int) string { return herald.EventSubject(cloud(n), eventType) },
-		msgID:   func(id string, n int) string { return publisher.MsgID(cloud(n), id) },
+	pub, err := publisher.New(publisher.Config{JetStream: js, Schemas: builtinSchemas()})
+	if err != nil {
+		panic(err) // cannot happen: both are set
 	}
+	return eventPublisher{js: js, send: func(id string, n int, data []byte) error {
+		_, _, err := pub.PublishAsync(herald.Event{ID: id, Cloud: cloud(n), Type: eventType, OccurredAt: time.Now(), Data: data})
+		return err
+	}}
+}
+
+// builtinSchemas are herald's built-in schemas, compiled once.
+var builtinSchemas = sync.OnceValue(func() *schemas.Registry {
+	r, err := schemas.New("")
+	if err != nil {
+		panic(err) // the built-in schemas compile: package schemas tests it
+	}
+	return r
+})
+
+// rawPublisher publishes envelopes on subject as they are, without
+// validation: the baseline's publisher.
+func rawPublisher(js jetstream.JetStream, subject string) eventPublisher {
+	return eventPublisher{js: js, send: func(id string, _ int, data []byte) error {
+		body, err := (&herald.Event{ID: id, OccurredAt: time.Now(), Data: data}).Envelope()
+		if err == nil {
+			_, err = js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: body}, jetstream.WithMsgID(id))
+		}
+		return err
+	}}
 }
 
 // burst publishes events 0..n-1 as fast as JetStream takes them and
@@ -199,9 +218,8 @@ func (p eventPublisher) paced(ctx context.Context, tag string, n, rate int, t0 t
 				}
 			}
 		}
-		id, body := envelope(tag, i)
 		sent[i] = time.Since(t0)
-		if _, err := p.js.PublishMsgAsync(&nats.Msg{Subject: p.subject(i), Data: body}, jetstream.WithMsgID(p.msgID(id, i))); err != nil {
+		if err := p.send(tag+"-"+strconv.Itoa(i), i, eventData(i)); err != nil {
 			return nil, fmt.Errorf("publish event %d: %w", i, err)
 		}
 	}

@@ -124,7 +124,7 @@ func baselineRun(ctx context.Context, r *runner, events int, publish func(pub ev
 	if err != nil {
 		return Result{}, err
 	}
-	pub := eventPublisher{js: js, subject: func(int) string { return baselineSubject }, msgID: func(id string, _ int) string { return id }}
+	pub := rawPublisher(js, baselineSubject)
 	if err := r.warmUp(ctx, rc, 1, 1, pub); err != nil {
 		return Result{}, err
 	}

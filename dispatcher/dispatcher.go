@@ -49,10 +49,13 @@ type Matcher interface {
 }
 
 // Validator checks an event's data against its type's schema; see
-// publisher.Validator. Events published straight onto NATS skip the
-// publisher, so fan-out checks them again.
+// publisher.Validator. Digest names the version of typ's schema it applies
+// ("" for an unknown type; see schemas.Registry.Digest): fan-out validates
+// again every event that does not carry that digest in herald.HeaderSchema,
+// such as one published straight onto NATS rather than by the publisher.
 type Validator interface {
 	Validate(typ string, data json.RawMessage) error
+	Digest(typ string) string
 }
 
 // Credentials applies a subscription's stored credentials to a request.
@@ -185,6 +188,8 @@ type Dispatcher struct {
 	firsts      sync.WaitGroup
 	firstCtx    context.Context
 	firstCancel context.CancelFunc
+	// workers runs the stages' handlers and the first attempts.
+	workers *workers
 }
 
 // New returns a Dispatcher; Run starts it.
@@ -216,6 +221,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		attemptSlots: make(chan struct{}, cfg.MaxInFlight),
 		firstCtx:     firstCtx,
 		firstCancel:  firstCancel,
+		workers:      newWorkers(10 * time.Second),
 	}, nil
 }
 
@@ -237,12 +243,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	grace := d.cfg.AttemptTimeout + 5*time.Second
 	stages := []*stage{
-		newStage("fan-out", make(chan struct{}, d.cfg.FanoutWorkers), grace, d.log, d.fanout),
-		newStage("deliver", d.attemptSlots, grace, d.log, d.deliver),
+		newStage("fan-out", make(chan struct{}, d.cfg.FanoutWorkers), d.workers, grace, d.log, d.fanout),
+		newStage("deliver", d.attemptSlots, d.workers, grace, d.log, d.deliver),
 		// Retries come due in waves (a dead endpoint's, all at once): a
 		// smaller pool of their own keeps a wave from taking the CPU and
 		// the connections that fresh deliveries need.
-		newStage("retry", make(chan struct{}, max(d.cfg.MaxInFlight/4, 1)), grace, d.log, d.deliver),
+		newStage("retry", make(chan struct{}, max(d.cfg.MaxInFlight/4, 1)), d.workers, grace, d.log, d.deliver),
 	}
 	var started []*stage
 	for i, cons := range []jetstream.Consumer{fan, del, ret} {
@@ -265,6 +271,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	d.waitFirsts(grace)
+	d.workers.stop()
 	d.sender.client.close()
 	d.log.Info().Msg("dispatcher stopped")
 	return nil

@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,10 +63,10 @@ const firstPatience = 50 * time.Millisecond
 // against the log, so what succeeded is not sent again and what was
 // published already is dropped as a duplicate by its Nats-Msg-Id.
 func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
-	// Validate checks that data is an object without "event", as
-	// ParseEnvelope would: data is decoded once.
 	ev, err := herald.DecodeEnvelope(msg.Subject(), msg.Data())
-	if err == nil {
+	if err == nil && !d.validated(msg, ev) {
+		// Validate checks that data is an object without "event", as
+		// ParseEnvelope would: data is decoded once.
 		err = d.cfg.Schemas.Validate(ev.Type, ev.Data)
 	}
 	replay := false
@@ -107,13 +108,33 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 		}
 		fe.pending.Add(1)
 		d.firsts.Add(1)
-		go d.firstAttempt(fe, dl, s, release)
+		d.workers.run(func() { d.firstAttempt(fe, dl, s, release) })
 	}
 	if err := d.publishDeliveries(ctx, queued); err != nil {
 		d.log.Warn().Err(err).Str("event_id", ev.ID).Msg("fan-out failed; event will be retried")
 		fe.failed.Store(true)
 	}
 	fe.done()
+}
+
+// validated reports whether ev's publisher validated its data against the
+// schema this dispatcher would apply (herald.HeaderSchema), so that it need
+// not be validated again; the check costs more than the rest of fan-out.
+// The notification body needs data to be an object without "event", even
+// if the header lies: that is checked here too, cheaply. Data that mentions
+// "event" anywhere, or has an escape that could spell it, is validated in
+// full.
+func (d *Dispatcher) validated(msg jetstream.Msg, ev herald.Event) bool {
+	h := msg.Headers()
+	if h == nil {
+		return false
+	}
+	v := h.Get(herald.HeaderSchema)
+	if v == "" || v != d.cfg.Schemas.Digest(ev.Type) {
+		return false
+	}
+	data := bytes.TrimLeft(ev.Data, " \t\r\n")
+	return len(data) > 0 && data[0] == '{' && !bytes.Contains(data, []byte(`"event"`)) && bytes.IndexByte(data, '\\') < 0
 }
 
 // fannedEvent is an event whose first attempts may still run: the last of

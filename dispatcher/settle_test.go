@@ -66,6 +66,7 @@ func (f fakeMatcher) Subscription(context.Context, string, string) (*herald.Subs
 type noSchemas struct{}
 
 func (noSchemas) Validate(string, json.RawMessage) error { return nil }
+func (noSchemas) Digest(string) string                   { return "" }
 
 // testJetStream starts a private JetStream server with herald's streams.
 func testJetStream(t *testing.T) jetstream.JetStream {

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ type stage struct {
 	workers int
 	log     zerolog.Logger
 	handle  func(ctx context.Context, msg jetstream.Msg)
+	pool    *workers // runs handle
 
 	grace    time.Duration // how long stop waits for handlers before cancelling them
 	slots    chan struct{}
@@ -33,15 +35,19 @@ type stage struct {
 
 // newStage returns a stage whose handlers each hold one of slots, a
 // semaphore the stage may share: its capacity is the worker count.
-func newStage(name string, slots chan struct{}, grace time.Duration, log zerolog.Logger, handle func(context.Context, jetstream.Msg)) *stage {
+func newStage(name string, slots chan struct{}, pool *workers, grace time.Duration, log zerolog.Logger, handle func(context.Context, jetstream.Msg)) *stage {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &stage{
-		name: name, workers: cap(slots), grace: grace, handle: handle,
+		name: name, workers: cap(slots), pool: pool, grace: grace, handle: handle,
 		log:   log.With().Str("stage", name).Logger(),
 		slots: slots,
 		ctx:   ctx, cancel: cancel,
 	}
 }
+
+// consumeHeartbeat is how often the server confirms an idle pull request;
+// see start.
+const consumeHeartbeat = 500 * time.Millisecond // the least nats.go allows
 
 func (s *stage) start(cons jetstream.Consumer) error {
 	cc, err := cons.Consume(s.onMsg,
@@ -51,8 +57,17 @@ func (s *stage) start(cons jetstream.Consumer) error {
 		// hold deliveries back until it expires (measured: 12-29 s pauses in
 		// a cluster failover with 30 s, about 1 s with 5 s).
 		jetstream.PullExpiry(5*time.Second),
+		// Under a heavy publish load the client sometimes counts messages
+		// as still to come on a pull request the server no longer holds,
+		// and waits for them until heartbeats are missed (twice this),
+		// then pulls again: 5 s without deliveries with the default.
+		jetstream.PullHeartbeat(consumeHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			s.log.Debug().Err(err).Msg("consume")
+			lvl := zerolog.WarnLevel
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				lvl = zerolog.DebugLevel // recovered: a new pull is on its way
+			}
+			s.log.WithLevel(lvl).Err(err).Msg("consume")
 		}))
 	if err != nil {
 		return err
@@ -70,10 +85,10 @@ func (s *stage) onMsg(msg jetstream.Msg) {
 	}
 	s.slots <- struct{}{}
 	s.wg.Add(1)
-	go func() {
+	s.pool.run(func() {
 		defer func() { <-s.slots; s.wg.Done() }()
 		s.handle(s.ctx, msg)
-	}()
+	})
 }
 
 // stop stops pulling, hands back buffered messages, and waits for handlers

@@ -2,7 +2,9 @@
 // embeds to publish events. It validates each event against its type's
 // schema, fills in the id and time when the producer left them out, and
 // publishes it on herald.events.<cloud>.<type> with a Nats-Msg-Id header so
-// that JetStream drops a second publish of the same id.
+// that JetStream drops a second publish of the same id, and a Herald-Schema
+// header naming the schema it validated against, so that the dispatcher
+// does not validate it again.
 //
 //	nc, _ := nats.Connect(url)
 //	js, _ := jetstream.New(nc)
@@ -110,27 +112,77 @@ func (p *Publisher) Prepare(e herald.Event) (herald.Event, error) {
 // herald.ErrUnavailable (wrapped) when JetStream cannot take the event now
 // (unreachable, stream missing, stream full): the event was not accepted.
 func (p *Publisher) Publish(ctx context.Context, e herald.Event) (herald.Event, error) {
-	e, err := p.Prepare(e)
+	e, msg, err := p.message(e)
 	if err != nil {
 		return e, err
 	}
-	body, err := e.Envelope()
-	if err != nil {
-		return e, fmt.Errorf("publish: encode: %w", err)
-	}
-	if len(body) > herald.MaxEnvelopeSize {
-		return e, herald.Invalid("data", fmt.Sprintf("event is %d bytes, over the %d byte limit", len(body), herald.MaxEnvelopeSize))
-	}
-	msg := &nats.Msg{Subject: herald.EventSubject(e.Cloud, e.Type), Data: body, Header: nats.Header{}}
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(MsgID(e.Cloud, e.ID)))
 	if err != nil {
-		return e, fmt.Errorf("publish %s: %w", e.ID, herald.Unavailable(explain(err)))
+		return e, Unaccepted(e.ID, err)
 	}
 	e.Sequence = ack.Sequence
 	if ack.Duplicate {
 		p.log.Debug().Str("cloud", e.Cloud).Str("event_id", e.ID).Uint64("sequence", ack.Sequence).Msg("duplicate event id; already stored")
 	}
 	return e, nil
+}
+
+// PublishAsync validates e and publishes it without waiting for JetStream,
+// for a producer with many events at once. It returns e with ID and
+// OccurredAt set, and JetStream's answer to come: the event is accepted
+// once the future's Ok channel yields (a duplicate id too, with
+// PubAck.Duplicate set), and not accepted if its Err channel does, with an
+// error that Unaccepted explains. The JetStream context bounds the
+// publishes awaiting an answer (jetstream.WithPublishAsyncMaxPending);
+// js.PublishAsyncComplete waits for all of them. Errors returned here are
+// those of Publish: nothing was sent.
+func (p *Publisher) PublishAsync(e herald.Event) (herald.Event, jetstream.PubAckFuture, error) {
+	e, msg, err := p.message(e)
+	if err != nil {
+		return e, nil, err
+	}
+	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(e.Cloud, e.ID)))
+	if err != nil {
+		return e, nil, Unaccepted(e.ID, err)
+	}
+	return e, f, nil
+}
+
+// Unaccepted describes JetStream's refusal of event id, or its failure to
+// answer (err from a publish or a PubAckFuture), as an error wrapping
+// herald.ErrUnavailable: the event was not accepted.
+func Unaccepted(id string, err error) error {
+	return fmt.Errorf("publish %s: %w", id, herald.Unavailable(explain(err)))
+}
+
+// Digester is a Validator that names the version of the schema it applied
+// (schemas.Registry is one). The publisher sends it with each event as
+// herald.HeaderSchema, so that the dispatcher, holding the same version,
+// does not validate the event a second time.
+type Digester interface {
+	Digest(typ string) string
+}
+
+// message is e prepared and encoded as its NATS message.
+func (p *Publisher) message(e herald.Event) (herald.Event, *nats.Msg, error) {
+	e, err := p.Prepare(e)
+	if err != nil {
+		return e, nil, err
+	}
+	body, err := e.Envelope()
+	if err != nil {
+		return e, nil, fmt.Errorf("publish: encode: %w", err)
+	}
+	if len(body) > herald.MaxEnvelopeSize {
+		return e, nil, herald.Invalid("data", fmt.Sprintf("event is %d bytes, over the %d byte limit", len(body), herald.MaxEnvelopeSize))
+	}
+	msg := &nats.Msg{Subject: herald.EventSubject(e.Cloud, e.Type), Data: body, Header: nats.Header{}}
+	if d, ok := p.schemas.(Digester); ok {
+		if v := d.Digest(e.Type); v != "" {
+			msg.Header.Set(herald.HeaderSchema, v)
+		}
+	}
+	return e, msg, nil
 }
 
 // jsStoreFailed is JetStream's "storing the message failed" error code: a

@@ -17,7 +17,9 @@ package schemas
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +57,14 @@ type schema struct {
 	// described by the whole rule it broke ("an integer between 0 and 100")
 	// rather than by the one keyword that failed.
 	nodes map[string]*jsonschema.Schema
+	// digest names this version of the schema (see Registry.Digest).
+	digest string
 }
+
+// digestVersion changes whenever Validate starts to check something the
+// schema file alone does not say, so that an event validated by an older
+// publisher is checked again.
+const digestVersion = "herald-schema-1\n"
 
 // New loads the built-in schemas and, when dir is not empty, every *.json
 // file in dir (subdirectories and other files are ignored). A file's name
@@ -144,7 +153,8 @@ func compile(typ string, src []byte) (*schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &schema{root: root, nodes: map[string]*jsonschema.Schema{}}
+	sum := sha256.Sum256(append([]byte(digestVersion), src...))
+	s := &schema{root: root, nodes: map[string]*jsonschema.Schema{}, digest: hex.EncodeToString(sum[:12])}
 	s.index(root)
 	if len(root.Examples) > 0 {
 		if err := root.Validate(root.Examples[0]); err != nil {
@@ -221,6 +231,18 @@ func (s *schema) index(n *jsonschema.Schema) {
 	one(n.Items2020)
 	one(n.UnevaluatedItems)
 	one(n.ContentSchema)
+}
+
+// Digest names the version of typ's schema that Validate applies: a hash
+// of the schema file (and of what Validate checks beyond it), "" for an
+// unknown type. A publisher sends it with each event it validated
+// (herald.HeaderSchema), and the dispatcher skips validating an event whose
+// digest is its own.
+func (r *Registry) Digest(typ string) string {
+	if s, ok := r.schemas[typ]; ok {
+		return s.digest
+	}
+	return ""
 }
 
 // Known reports whether typ is a registered event type.

@@ -496,3 +496,25 @@ func TestSchemaWithAnInvalidExampleIsRefused(t *testing.T) {
 		t.Errorf("error %v, want one naming thing.json and its example", err)
 	}
 }
+
+// TestDigestNamesTheSchemaVersion: the digest is the same wherever the same
+// schema is loaded, changes when a type's schema is replaced, and is empty
+// for an unknown type.
+func TestDigestNamesTheSchemaVersion(t *testing.T) {
+	a, b := newRegistry(t, nil), newRegistry(t, nil)
+	replaced := newRegistry(t, map[string]string{"video-created.json": `{"type":"object","required":["video_id"]}`})
+	for _, typ := range a.Types() {
+		if d := a.Digest(typ); d == "" || d != b.Digest(typ) {
+			t.Errorf("%s: digests %q and %q of the same schema", typ, d, b.Digest(typ))
+		}
+	}
+	if a.Digest("video-created") == replaced.Digest("video-created") {
+		t.Error("a replaced schema keeps its digest")
+	}
+	if a.Digest("video-encoded") != replaced.Digest("video-encoded") {
+		t.Error("replacing one type changed another's digest")
+	}
+	if d := a.Digest("video-exploded"); d != "" {
+		t.Errorf("unknown type has digest %q", d)
+	}
+}
