@@ -76,20 +76,28 @@ func RunBaselineWorker(ctx context.Context, args []string, stderr io.Writer) err
 		return err
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *workers}, Timeout: 10 * time.Second}
-	// As herald's dispatcher does: the client buffer holds one message per
-	// worker, and the consume callback waits for a free worker.
+	// As herald's dispatcher does, at most one message per worker is pulled
+	// ahead, and a message waits for a free worker. It pulls with a loop of
+	// fetches rather than Consume, which can miss a pull under load and
+	// wait for heartbeats (see herald's dispatcher/stage.go): the baseline
+	// is the best the machine does.
 	slots := make(chan struct{}, *workers)
-	cc, err := c.Consume(func(m jetstream.Msg) {
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots }()
-			post(client, *target, m)
-		}()
-	}, jetstream.PullMaxMessages(*workers), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return err
-	}
-	defer cc.Stop()
+	go func() {
+		for ctx.Err() == nil {
+			b, err := c.Fetch(*workers, jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			for m := range b.Messages() {
+				slots <- struct{}{}
+				go func() {
+					defer func() { <-slots }()
+					post(client, *target, m)
+				}()
+			}
+		}
+	}()
 	log.Info().Str("nats", ns.ClientURL()).Msg(baselineReady)
 	<-ctx.Done()
 	return nil

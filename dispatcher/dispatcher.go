@@ -242,8 +242,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return err
 	}
 	grace := d.cfg.AttemptTimeout + 5*time.Second
+	fanStage := newStage("fan-out", make(chan struct{}, d.cfg.FanoutWorkers), d.workers, grace, d.log, d.fanout)
+	// Fan-out handles an event in well under a millisecond, against an
+	// AckWait of 30 s or more: a deep buffer costs nothing, and it makes
+	// nats.go's missed pull (see stage.start) much rarer.
+	fanStage.buffer = max(fanStage.buffer, fanoutBuffer)
 	stages := []*stage{
-		newStage("fan-out", make(chan struct{}, d.cfg.FanoutWorkers), d.workers, grace, d.log, d.fanout),
+		fanStage,
 		newStage("deliver", d.attemptSlots, d.workers, grace, d.log, d.deliver),
 		// Retries come due in waves (a dead endpoint's, all at once): a
 		// smaller pool of their own keeps a wave from taking the CPU and
@@ -295,6 +300,9 @@ func (d *Dispatcher) consumer(ctx context.Context, cc jetstream.ConsumerConfig, 
 	}
 	return cons, nil
 }
+
+// fanoutBuffer is how many events fan-out pulls ahead.
+const fanoutBuffer = 256
 
 // parkPressure is the ack-pending count above which every retry of 2 s or
 // more is parked as a message schedule, whatever ParkAfter says: retries

@@ -42,9 +42,10 @@ func (d *Dispatcher) fanoutConsumerConfig() jetstream.ConsumerConfig {
 		// An event is acknowledged after its first attempts: cover two of
 		// them, as the deliver consumer does, and never less than 30 s.
 		AckWait: max(30*time.Second, 2*d.cfg.AttemptTimeout+10*time.Second),
-		// Events waiting for their first attempts must not stop fan-out
-		// from taking new ones: at most MaxInFlight attempts run at once.
-		MaxAckPending: d.cfg.MaxInFlight + 10*d.cfg.FanoutWorkers,
+		// Events waiting for their first attempts (at most MaxInFlight
+		// run at once) and those pulled ahead must not stop fan-out from
+		// taking new ones.
+		MaxAckPending: d.cfg.MaxInFlight + fanoutBuffer + 10*d.cfg.FanoutWorkers,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }

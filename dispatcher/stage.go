@@ -12,12 +12,14 @@ import (
 )
 
 // stage consumes one durable consumer with at most workers messages being
-// handled at once. The client-side buffer is kept at the worker count: the
-// AckWait clock starts when the server hands a message over, so a deep
-// buffer would expire work before it starts (nats.go #1929).
+// handled at once. The client-side buffer is kept at the worker count
+// unless set otherwise: the AckWait clock starts when the server hands a
+// message over, so a deep buffer would expire work before it starts
+// (nats.go #1929).
 type stage struct {
 	name    string
 	workers int
+	buffer  int // messages pulled ahead; default workers
 	log     zerolog.Logger
 	handle  func(ctx context.Context, msg jetstream.Msg)
 	pool    *workers // runs handle
@@ -38,7 +40,7 @@ type stage struct {
 func newStage(name string, slots chan struct{}, pool *workers, grace time.Duration, log zerolog.Logger, handle func(context.Context, jetstream.Msg)) *stage {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &stage{
-		name: name, workers: cap(slots), pool: pool, grace: grace, handle: handle,
+		name: name, workers: cap(slots), buffer: cap(slots), pool: pool, grace: grace, handle: handle,
 		log:   log.With().Str("stage", name).Logger(),
 		slots: slots,
 		ctx:   ctx, cancel: cancel,
@@ -51,16 +53,20 @@ const consumeHeartbeat = 500 * time.Millisecond // the least nats.go allows
 
 func (s *stage) start(cons jetstream.Consumer) error {
 	cc, err := cons.Consume(s.onMsg,
-		jetstream.PullMaxMessages(max(s.workers, 1)),
+		jetstream.PullMaxMessages(max(s.buffer, 1)),
 		// Re-pull every 5 s instead of 30: after the client reconnects to
 		// another node, a pull request left on the lost one would otherwise
 		// hold deliveries back until it expires (measured: 12-29 s pauses in
 		// a cluster failover with 30 s, about 1 s with 5 s).
 		jetstream.PullExpiry(5*time.Second),
-		// Under a heavy publish load the client sometimes counts messages
-		// as still to come on a pull request the server no longer holds,
-		// and waits for them until heartbeats are missed (twice this),
-		// then pulls again: 5 s without deliveries with the default.
+		// nats.go skips its next pull when the message that should trigger
+		// it is handled while the previous pull request is still being
+		// written (checkPending's fetchInProgress test in jetstream/pull.go),
+		// and then waits for two missed heartbeats before it pulls again: 5 s
+		// without deliveries with the default heartbeat, seen under heavy
+		// publish load. The least heartbeat nats.go allows makes that 1 s;
+		// a deeper buffer (fan-out's) makes the window rarer, as every
+		// message pulled ahead must be handled inside it.
 		jetstream.PullHeartbeat(consumeHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			lvl := zerolog.WarnLevel

@@ -34,6 +34,9 @@ type env struct {
 	LogRetention        time.Duration `envconfig:"LOG_RETENTION" default:"168h"`
 	EventMaxBytes       int64         `envconfig:"EVENT_MAX_BYTES" default:"0"`
 	ParkAfter           time.Duration `envconfig:"PARK_AFTER" default:"60s"`
+	// MemoryTarget is the resident size herald keeps to while its live
+	// data allows (see tuneMemory); 0 leaves Go's defaults.
+	MemoryTarget memorySize `envconfig:"MEMORY_TARGET" default:"110MiB"`
 	// PprofAddr, if set, serves Go's profiles (/debug/pprof/) there, apart
 	// from the API and without authentication: keep it on loopback.
 	PprofAddr string `envconfig:"PPROF_ADDR"`
@@ -55,6 +58,9 @@ func loadEnv() (env, error) {
 	}
 	if e.ParkAfter < time.Second {
 		return e, fmt.Errorf("configuration: HERALD_PARK_AFTER must be at least 1s (message schedules have 1 s resolution), got %s", e.ParkAfter)
+	}
+	if e.MemoryTarget != 0 && e.MemoryTarget < 32<<20 {
+		return e, fmt.Errorf("configuration: HERALD_MEMORY_TARGET must be 0 (off) or at least 32MiB, got %s", e.MemoryTarget)
 	}
 	if e.AttemptTimeout <= 0 {
 		return e, fmt.Errorf("configuration: HERALD_ATTEMPT_TIMEOUT must be positive")

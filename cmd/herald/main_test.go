@@ -205,6 +205,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{"bad duration", []string{"serve"}, []string{"HERALD_ATTEMPT_TIMEOUT=soon"}, 1, "ATTEMPT_TIMEOUT"},
 		{"log retention too short", []string{"serve"}, []string{"HERALD_LOG_RETENTION=10m"}, 1, "HERALD_LOG_RETENTION must be at least 1h"},
 		{"park threshold under a second", []string{"serve"}, []string{"HERALD_PARK_AFTER=500ms"}, 1, "HERALD_PARK_AFTER"},
+		{"memory target that is not a size", []string{"serve"}, []string{"HERALD_MEMORY_TARGET=lots"}, 1, "MEMORY_TARGET"},
+		{"memory target too small", []string{"serve"}, []string{"HERALD_MEMORY_TARGET=1m"}, 1, "HERALD_MEMORY_TARGET must be 0 (off) or at least 32MiB"},
 		{"invalid event is rejected before connecting", []string{"publish", "--cloud", "a", "--type", "video-created", "--data", `{"video_id":"v","status":"meh"}`}, []string{"HERALD_NATS_URL=nats://127.0.0.1:1"}, 1, "event rejected: data.status"},
 		{"listen with a bad fail rate", []string{"listen", "--fail-rate", "2"}, nil, 2, "fail"},
 		{"bench with an unknown scenario", []string{"bench", "--scenarios", "speed"}, nil, 1, `unknown scenario "speed"`},

@@ -44,6 +44,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, withAPI bool) e
 	if err != nil {
 		return err
 	}
+	go tuneMemory(ctx, e.MemoryTarget, log)
 	if e.PprofAddr != "" {
 		if err := servePprof(ctx, e.PprofAddr, log); err != nil {
 			return err
