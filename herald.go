@@ -142,6 +142,18 @@ func ParseEnvelope(subject string, body []byte) (Event, error) {
 // validates data against its schema next (which checks the same, and
 // decodes data once instead of twice).
 func DecodeEnvelope(subject string, body []byte) (Event, error) {
+	return decodeEnvelope(subject, body, true)
+}
+
+// DecodePublishedEnvelope is DecodeEnvelope for a body written by herald's
+// publisher (the message carries HeaderSchema), which never writes a field
+// the envelope does not have: it ignores unknown fields instead of refusing
+// them, and so decodes without copying the body first.
+func DecodePublishedEnvelope(subject string, body []byte) (Event, error) {
+	return decodeEnvelope(subject, body, false)
+}
+
+func decodeEnvelope(subject string, body []byte, strict bool) (Event, error) {
 	cloud, typ, err := ParseEventSubject(subject)
 	if err != nil {
 		return Event{}, err
@@ -150,13 +162,17 @@ func DecodeEnvelope(subject string, body []byte) (Event, error) {
 		return Event{}, Invalid("", fmt.Sprintf("event is %d bytes, over the %d byte limit", len(body), MaxEnvelopeSize))
 	}
 	var env envelope
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&env); err != nil {
+	if strict {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&env); err != nil {
+			return Event{}, Invalid("", "event envelope is not valid JSON of the form {id, occurred_at, data}: "+err.Error())
+		}
+		if dec.More() {
+			return Event{}, Invalid("", "event envelope has trailing data")
+		}
+	} else if err := json.Unmarshal(body, &env); err != nil { // trailing data is an error here too
 		return Event{}, Invalid("", "event envelope is not valid JSON of the form {id, occurred_at, data}: "+err.Error())
-	}
-	if dec.More() {
-		return Event{}, Invalid("", "event envelope has trailing data")
 	}
 	if !ValidEventID(env.ID) {
 		return Event{}, Invalid("id", "must be 1-128 characters of A-Z a-z 0-9 . _ : -")

@@ -170,3 +170,25 @@ func TestSubscriptionValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodePublishedEnvelope: the envelope of herald's own publisher is
+// decoded like any other, except that an unknown field is ignored.
+func TestDecodePublishedEnvelope(t *testing.T) {
+	const subject = "herald.events.acme.video-created"
+	ev, err := herald.DecodePublishedEnvelope(subject, []byte(`{"id":"e1","occurred_at":"2026-11-23T04:03:00Z","data":{"a":1},"extra":true}`))
+	if err != nil || ev.ID != "e1" || ev.Cloud != "acme" || ev.Type != "video-created" || string(ev.Data) != `{"a":1}` {
+		t.Fatalf("decoded %+v, %v", ev, err)
+	}
+	for name, body := range map[string]string{
+		"trailing data": `{"id":"e1","occurred_at":"2026-11-23T04:03:00Z","data":{}}{}`,
+		"not JSON":      `{"id":`,
+		"missing id":    `{"occurred_at":"2026-11-23T04:03:00Z","data":{}}`,
+		"missing time":  `{"id":"e1","data":{}}`,
+		"missing data":  `{"id":"e1","occurred_at":"2026-11-23T04:03:00Z"}`,
+	} {
+		var ve *herald.ValidationError
+		if _, err := herald.DecodePublishedEnvelope(subject, []byte(body)); !errors.As(err, &ve) {
+			t.Errorf("%s: error %v, want a *ValidationError", name, err)
+		}
+	}
+}

@@ -25,7 +25,7 @@ import (
 )
 
 var all = []scenario{
-	{"throughput", "200,000 events to 1 subscription, published as fast as JetStream takes them; herald and the baseline", throughput},
+	{"throughput", "200,000 events to 1 subscription, published as fast as JetStream takes them; the baseline and herald alternately, best of 2 rounds each", throughput},
 	{"ingest", "20,000 events published through the HTTP API by 32 clients, to 1 subscription", ingest},
 	{"fanout", "1,000 events × 1,000 subscriptions of one cloud, on 1,000 endpoints", fanout},
 	{"latency", "a steady 1,000 events/s for 30 s; herald and the baseline", latency},
@@ -168,32 +168,61 @@ func oneSubscription(ctx context.Context, r *runner) (*instance, *receivers, eve
 	return in, rc, pub, nil
 }
 
+// throughputRounds is how many times throughput measures the baseline and
+// herald, alternately: each reports its best round, so that a slow moment
+// of a shared machine does not decide the ratio. Peak RSS is the largest of
+// all rounds.
+const throughputRounds = 2
+
 func throughput(ctx context.Context, r *runner) ([]Result, error) {
 	n := r.n(200_000, 100)
-	r.progress("throughput: baseline, %d events", n)
-	base, err := baselineRun(ctx, r, n, func(pub eventPublisher, t0 time.Time) ([]time.Duration, error) {
-		return pub.burst(ctx, "t", n, t0)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("baseline: %w", err)
+	var base, res Result
+	for round := 1; round <= throughputRounds; round++ {
+		r.progress("throughput: round %d of %d, baseline, %d events", round, throughputRounds, n)
+		b, err := baselineRun(ctx, r, n, func(pub eventPublisher, t0 time.Time) ([]time.Duration, error) {
+			return pub.burst(ctx, "t", n, t0)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		r.progress("throughput: round %d of %d, herald, %d events", round, throughputRounds, n)
+		h, err := throughputHerald(ctx, r, n)
+		if err != nil {
+			return nil, err
+		}
+		r.progress("throughput: round %d: baseline %.0f/s, herald %.0f/s", round, b.PerSecond, h.PerSecond)
+		if b.PerSecond > base.PerSecond {
+			b.PeakRSS = max(b.PeakRSS, base.PeakRSS)
+			base = b
+		} else {
+			base.PeakRSS = max(b.PeakRSS, base.PeakRSS)
+		}
+		if h.PerSecond > res.PerSecond {
+			h.PeakRSS = max(h.PeakRSS, res.PeakRSS)
+			res = h
+		} else {
+			res.PeakRSS = max(h.PeakRSS, res.PeakRSS)
+		}
 	}
 	r.baseline = &base
-	r.progress("throughput: herald, %d events", n)
+	res.Ratio, res.Of = res.PerSecond/base.PerSecond, "of the baseline's deliveries/s"
+	return []Result{base, res}, nil
+}
+
+// throughputHerald is one herald round of throughput, in a herald of its
+// own.
+func throughputHerald(ctx context.Context, r *runner, n int) (Result, error) {
 	in, rc, pub, err := oneSubscription(ctx, r)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
 	defer rc.close()
 	defer in.stop()
 	res, err := measure(ctx, []*proc{in.serve}, rc, 1, n, func(t0 time.Time) ([]time.Duration, error) {
 		return pub.burst(ctx, "t", n, t0)
 	})
-	if err != nil {
-		return nil, err
-	}
 	res.System = "herald"
-	res.Ratio, res.Of = res.PerSecond/base.PerSecond, "of the baseline's deliveries/s"
-	return []Result{base, res}, nil
+	return res, err
 }
 
 func ingest(ctx context.Context, r *runner) ([]Result, error) {

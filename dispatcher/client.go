@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -109,11 +110,22 @@ func newEndpointLimits(per int) *endpointLimits {
 	return &endpointLimits{per: per, m: map[string]*endpointState{}}
 }
 
+// endpointKey is scheme://host[:port] of rawURL: a substring of it when
+// there is no user info, so the per-attempt lookups allocate nothing.
 func endpointKey(rawURL string) string {
-	if u, err := url.Parse(rawURL); err == nil {
-		return u.Scheme + "://" + u.Host
+	i := strings.Index(rawURL, "://")
+	if i <= 0 {
+		return rawURL
 	}
-	return rawURL
+	rest := rawURL[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
+		return rawURL[:i+3] + rest[at+1:end]
+	}
+	return rawURL[:i+3+end]
 }
 
 // acquire takes a slot for rawURL's endpoint, or reports false when all of

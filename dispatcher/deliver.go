@@ -235,14 +235,14 @@ func (d *sender) send(ctx context.Context, sub *herald.Subscription, msgID strin
 	if err != nil {
 		return &herald.DeliveryError{Err: fmt.Errorf("build request: %w", err)}
 	}
+	// The headers of SPEC §3, their names canonical as Header.Set makes
+	// them, their values in one allocation rather than one each.
+	v := [...]string{contentType, herald.UserAgent(), msgID, strconv.FormatInt(att.At.Unix(), 10), ev.Type, strconv.Itoa(att.Number), strconv.FormatUint(ev.Sequence, 10)}
+	vals := v[:]
 	h := req.Header
-	h.Set("Content-Type", contentType)
-	h.Set("User-Agent", herald.UserAgent())
-	h.Set(webhook.HeaderID, msgID)
-	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(att.At.Unix(), 10))
-	h.Set(webhook.HeaderEvent, ev.Type)
-	h.Set(webhook.HeaderAttempt, strconv.Itoa(att.Number))
-	h.Set(webhook.HeaderSequence, strconv.FormatUint(ev.Sequence, 10))
+	for i, name := range notificationHeaders {
+		h[name] = vals[i : i+1 : i+1]
+	}
 	if len(sub.CredentialIDs) > 0 {
 		if d.creds == nil {
 			return &herald.DeliveryError{Err: errors.New("the subscription names credentials but this dispatcher has no credential store")}
@@ -281,6 +281,15 @@ func (d *sender) send(ctx context.Context, sub *herald.Subscription, msgID strin
 		RetryAfter: retryAfter(resp, att.At),
 		Err:        errors.New(http.StatusText(resp.StatusCode)),
 	}
+}
+
+// notificationHeaders are the names of the headers send sets, in the order
+// of its values.
+var notificationHeaders = [...]string{
+	"Content-Type", "User-Agent",
+	http.CanonicalHeaderKey(webhook.HeaderID), http.CanonicalHeaderKey(webhook.HeaderTimestamp),
+	http.CanonicalHeaderKey(webhook.HeaderEvent), http.CanonicalHeaderKey(webhook.HeaderAttempt),
+	http.CanonicalHeaderKey(webhook.HeaderSequence),
 }
 
 func (d *sender) observeAttempt(class string, took time.Duration) {

@@ -64,8 +64,13 @@ const firstPatience = 50 * time.Millisecond
 // against the log, so what succeeded is not sent again and what was
 // published already is dropped as a duplicate by its Nats-Msg-Id.
 func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
-	ev, err := herald.DecodeEnvelope(msg.Subject(), msg.Data())
-	if err == nil && !d.validated(msg, ev) {
+	published := d.schemaChecked(msg)
+	decode := herald.DecodeEnvelope
+	if published {
+		decode = herald.DecodePublishedEnvelope
+	}
+	ev, err := decode(msg.Subject(), msg.Data())
+	if err == nil && !(published && plainObject(ev.Data)) {
 		// Validate checks that data is an object without "event", as
 		// ParseEnvelope would: data is decoded once.
 		err = d.cfg.Schemas.Validate(ev.Type, ev.Data)
@@ -118,23 +123,25 @@ func (d *Dispatcher) fanout(ctx context.Context, msg jetstream.Msg) {
 	fe.done()
 }
 
-// validated reports whether ev's publisher validated its data against the
-// schema this dispatcher would apply (herald.HeaderSchema), so that it need
-// not be validated again; the check costs more than the rest of fan-out.
-// The notification body needs data to be an object without "event", even
-// if the header lies: that is checked here too, cheaply. Data that mentions
-// "event" anywhere, or has an escape that could spell it, is validated in
-// full.
-func (d *Dispatcher) validated(msg jetstream.Msg, ev herald.Event) bool {
-	h := msg.Headers()
-	if h == nil {
+// schemaChecked reports whether msg's publisher validated its data against
+// the schema this dispatcher would apply (herald.HeaderSchema), so that it
+// need not be validated again: the check costs more than the rest of
+// fan-out.
+func (d *Dispatcher) schemaChecked(msg jetstream.Msg) bool {
+	v := msg.Headers().Get(herald.HeaderSchema)
+	if v == "" {
 		return false
 	}
-	v := h.Get(herald.HeaderSchema)
-	if v == "" || v != d.cfg.Schemas.Digest(ev.Type) {
-		return false
-	}
-	data := bytes.TrimLeft(ev.Data, " \t\r\n")
+	_, typ, err := herald.ParseEventSubject(msg.Subject())
+	return err == nil && v == d.cfg.Schemas.Digest(typ)
+}
+
+// plainObject reports whether data, valid JSON, is an object that cannot
+// hold the key "event": the notification body needs that even if a
+// publisher's HeaderSchema lies. It is cheap: data that mentions "event"
+// anywhere, or has an escape that could spell it, is validated in full.
+func plainObject(data json.RawMessage) bool {
+	data = bytes.TrimLeft(data, " \t\r\n")
 	return len(data) > 0 && data[0] == '{' && !bytes.Contains(data, []byte(`"event"`)) && bytes.IndexByte(data, '\\') < 0
 }
 

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"net/url"
 	"testing"
 	"time"
 )
@@ -104,4 +105,32 @@ func TestEndpointLimits(t *testing.T) {
 			r(time.Millisecond)
 		}
 	})
+}
+
+// TestEndpointKey: the endpoint of a URL is its scheme, host and port, as
+// net/url reads them, without user info, path, query or fragment.
+func TestEndpointKey(t *testing.T) {
+	for _, raw := range []string{
+		"https://hooks.example.com/a/b?c=d#e", "http://127.0.0.1:8080/hook", "http://[::1]:9000",
+		"https://user:pa@ss@host.example:8443/x", "http://host.example?q", "http://host.example#f",
+		"https://UPPER.example/Path",
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := endpointKey(raw), u.Scheme+"://"+u.Host; got != want {
+			t.Errorf("endpointKey(%q) = %q, want %q", raw, got, want)
+		}
+	}
+	if got := endpointKey("not a url"); got != "not a url" {
+		t.Errorf("endpointKey of a non-URL = %q", got)
+	}
+}
+
+func BenchmarkEndpointKey(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = endpointKey("https://hooks.example.com:8443/video/events?tenant=acme")
+	}
 }

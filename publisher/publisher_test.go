@@ -118,3 +118,19 @@ func isInvalid(err error, field string) bool {
 	var ve *herald.ValidationError
 	return errors.As(err, &ve) && ve.Field == field
 }
+
+// TestReservedAndNonObjectData: with the schema registry as validator the
+// publisher still refuses data that is not an object or carries "event".
+func TestReservedAndNonObjectData(t *testing.T) {
+	pub, _, _ := newPublisher(t)
+	for data, field := range map[string]string{
+		`{"video_id":"v","status":"success","event":"x"}`: "data.event",
+		`["video_id"]`: "data",
+		`"text"`:       "data",
+	} {
+		_, err := pub.Publish(context.Background(), herald.Event{Cloud: "acme", Type: "video-created", Data: json.RawMessage(data)})
+		if !isInvalid(err, field) {
+			t.Errorf("data %s: %v, want a validation error naming %s", data, err, field)
+		}
+	}
+}
