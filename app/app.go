@@ -396,7 +396,8 @@ func (a *App) Run(ctx context.Context) error {
 
 // Stop shuts down in order: the API stops taking requests, the dispatcher
 // finishes the attempts in flight and hands back what it had not started,
-// then the NATS connection drains and the embedded server stops.
+// the delivery log publishes the success records it holds, then the NATS
+// connection drains and the embedded server stops.
 func (a *App) Stop() {
 	a.log.Info().Msg("shutting down")
 	a.shutdown()
@@ -413,6 +414,16 @@ func (a *App) shutdown() {
 		a.cancel()
 	}
 	a.wg.Wait()
+	if a.dlog != nil {
+		// The dispatcher has stopped: publish the success records it
+		// left pending, and let JetStream acknowledge them, while the
+		// connection is still open.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.dlog.Close(ctx); err != nil {
+			a.log.Warn().Err(err).Msg("delivery log: success records may be lost")
+		}
+		cancel()
+	}
 	if a.nc != nil {
 		if a.nc.Drain() == nil {
 			select {

@@ -15,6 +15,15 @@
 //     delivery kept; a subject per subscription costs it per subscription.
 //     Such a record is found by id by reading its subscription's log (its
 //     cloud's, when the subscription is not known), newest first.
+//
+// Successes are many (one per delivery), so they are appended in batches:
+// the records of one subject are gathered for at most 5 ms (or 64 records,
+// or 64 KiB) and published as one message holding several records, one JSON
+// record a line (NDJSON), so the server stores and acknowledges a batch
+// rather than each delivery. A message holding a single record and no
+// newline, as versions before batching wrote, reads the same way. Records
+// still gathering when the process dies are lost; Close publishes them on a
+// clean stop.
 package deliverylog
 
 import (
@@ -23,8 +32,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,9 +83,45 @@ type Log struct {
 	kv       jetstream.KeyValue
 	progress jetstream.KeyValue
 	rejected jetstream.KeyValue
+
+	// The success records not yet published (see Succeeded). mu guards
+	// pending, size, closed and lost; nothing is published while it is
+	// held.
+	mu      sync.Mutex
+	pending map[string]*batch // by subject
+	size    int               // bytes in pending
+	closed  bool              // Close has begun: Succeeded publishes at once
+	lost    error             // a failed background publish, not yet reported
+
+	kick      chan struct{} // a record is pending where none was
+	stop      chan struct{} // closed by Close
+	stopped   chan struct{} // closed when the flusher returns
+	closeOnce sync.Once
 }
 
-// Open creates the buckets if needed.
+// Batching of the success log: a subject's records are published as one
+// message when there are batchRecords of them or batchBytes, and at the
+// latest batchInterval after the first.
+const (
+	batchRecords  = 64
+	batchBytes    = 64 << 10
+	batchInterval = 5 * time.Millisecond
+	// maxPending bounds the bytes waiting across subjects: past it,
+	// Succeeded publishes everything itself.
+	maxPending = 4 << 20
+)
+
+// batch is the success records waiting on one subject.
+type batch struct {
+	subject string
+	data    []byte // the records, newline-separated, no newline at the end
+	n       int    // records in data
+	hint    int    // the capacity to give the next data
+	idle    bool   // nothing appended since the last flush
+}
+
+// Open creates the buckets and the success log if needed and starts the
+// goroutine that publishes the pending success records; Close stops it.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -82,7 +129,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Retention == 0 {
 		cfg.Retention = DefaultRetention
 	}
-	l := &Log{js: cfg.JetStream}
+	l := &Log{
+		js:      cfg.JetStream,
+		pending: make(map[string]*batch),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
 	var err error
 	l.kv, err = streams.OpenBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
@@ -133,6 +186,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deliverylog: create %s: %w", Stream, err)
 	}
+	go l.flusher()
 	return l, nil
 }
 
@@ -208,7 +262,7 @@ func (l *Log) Find(ctx context.Context, cloud, id string) (herald.Delivery, erro
 	if !herald.ValidCloud(cloud) || !herald.ValidObjectID(id) {
 		return herald.Delivery{}, herald.ErrNotFound
 	}
-	page, err := l.scan(ctx, kvStream, "$KV."+Bucket+"."+cloud+".*."+id, 0, 1, nil)
+	page, err := l.scan(ctx, kvStream, "$KV."+Bucket+"."+cloud+".*."+id, position{}, 1, nil)
 	if err != nil {
 		return herald.Delivery{}, err
 	}
@@ -218,12 +272,13 @@ func (l *Log) Find(ctx context.Context, cloud, id string) (herald.Delivery, erro
 	return l.findSuccess(ctx, subjectPrefix+cloud+".*", id)
 }
 
-// findChunk is how many stream sequences findSuccess reads at a time,
-// going back from the newest.
+// findChunk is how many stream sequences (messages, each of one record or
+// a batch) findSuccess reads at a time, going back from the newest.
 const findChunk = 50_000
 
 // findSuccess looks for delivery id on subject of the success log, newest
-// first: a chunk of the stream at a time, from its end back.
+// first: a chunk of the stream at a time, from its end back, each message
+// a record at a time.
 func (l *Log) findSuccess(ctx context.Context, subject, id string) (herald.Delivery, error) {
 	st, err := l.js.Stream(ctx, Stream)
 	if err != nil {
@@ -250,9 +305,14 @@ func (l *Log) findSuccess(ctx context.Context, subject, id string) (herald.Deliv
 			if seq > end {
 				return false
 			}
-			if bytes.HasPrefix(data, needle) {
-				if d, err := decode(data); err == nil {
-					found = &d // the newest copy in the chunk wins
+			if !bytes.Contains(data, needle) {
+				return true
+			}
+			for _, rec := range records(data) {
+				if bytes.HasPrefix(rec, needle) {
+					if d, err := decode(rec); err == nil {
+						found = &d // the newest copy in the chunk wins
+					}
 				}
 			}
 			return true
@@ -272,6 +332,26 @@ func (l *Log) findSuccess(ctx context.Context, subject, id string) (herald.Deliv
 		return herald.Delivery{}, err
 	}
 	return herald.Delivery{}, herald.ErrNotFound
+}
+
+// records yields the records of a message of the success log (or a value
+// of the bucket) in order, with their index in it: one JSON record a line.
+// A message written before batching holds one record and no newline; empty
+// lines are skipped and not counted.
+func records(data []byte) iter.Seq2[int, []byte] {
+	return func(yield func(int, []byte) bool) {
+		for i := 0; len(data) > 0; {
+			var rec []byte
+			rec, data, _ = bytes.Cut(data, newline)
+			if len(rec) == 0 {
+				continue
+			}
+			if !yield(i, rec) {
+				return
+			}
+			i++
+		}
+	}
 }
 
 func decode(b []byte) (herald.Delivery, error) {
@@ -301,9 +381,215 @@ func (l *Log) PutAsync(d *herald.Delivery) error {
 }
 
 // Succeeded appends d, a delivery that succeeded at its first attempt and
-// has no record yet, to the success log without waiting.
+// has no record yet, to the success log without waiting: the record joins
+// its subscription's batch, published within 5 ms (sooner when the batch is
+// full) as one message with the others. As with PutAsync, a record lost
+// costs only a log line: a crash loses at most the last 5 ms of them.
+//
+// The error is an encoding error, or that of publishing: this record's,
+// or an earlier batch's that the background flusher could not publish.
+// After Close, each record is published at once, alone.
 func (l *Log) Succeeded(d *herald.Delivery) error {
-	return l.publishAsync(subjectPrefix+d.Cloud+"."+d.SubscriptionID, d)
+	e := encoders.Get().(*encoder)
+	defer e.release()
+	e.buf.Reset()
+	if err := e.enc.Encode(d); err != nil { // Marshal's bytes and a newline
+		return fmt.Errorf("deliverylog: encode: %w", err)
+	}
+	rec := bytes.TrimSuffix(e.buf.Bytes(), newline)
+	e.subject = append(append(append(append(e.subject[:0], subjectPrefix...), d.Cloud...), '.'), d.SubscriptionID...)
+
+	var full, over *nats.Msg
+	var all []*nats.Msg
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return l.publish(&nats.Msg{Subject: string(e.subject), Data: bytes.Clone(rec)})
+	}
+	b := l.pending[string(e.subject)]
+	if b == nil {
+		b = &batch{subject: string(e.subject)}
+		l.pending[b.subject] = b
+	}
+	if b.n > 0 && len(b.data)+1+len(rec) > batchBytes {
+		over = l.take(b) // rec would not fit
+	}
+	if l.size == 0 {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+	if b.data == nil {
+		b.data = make([]byte, 0, max(b.hint, len(rec)))
+	}
+	before := len(b.data)
+	if b.n > 0 {
+		b.data = append(b.data, '\n')
+	}
+	b.data = append(b.data, rec...)
+	b.n++
+	b.idle = false
+	l.size += len(b.data) - before
+	if b.n >= batchRecords || len(b.data) >= batchBytes {
+		full = l.take(b)
+	}
+	if l.size > maxPending {
+		all = l.takeAll()
+	}
+	lost := l.lost
+	l.lost = nil
+	l.mu.Unlock()
+
+	err := errors.Join(lost, l.publish(over), l.publish(full))
+	for _, m := range all {
+		err = errors.Join(err, l.publish(m))
+	}
+	return err
+}
+
+var newline = []byte{'\n'}
+
+// encoder holds the buffers Succeeded encodes a record and its subject in,
+// kept from one call to the next.
+type encoder struct {
+	buf     bytes.Buffer
+	enc     *json.Encoder
+	subject []byte
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := new(encoder)
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
+
+func (e *encoder) release() {
+	if e.buf.Cap() <= batchBytes { // not the odd huge record's buffer
+		encoders.Put(e)
+	}
+}
+
+// take returns b's records as a message and empties b. l.mu is held.
+func (l *Log) take(b *batch) *nats.Msg {
+	m := &nats.Msg{Subject: b.subject, Data: b.data}
+	l.size -= len(b.data)
+	// The client keeps the message until it is acknowledged, to resend it
+	// if no server answered: its buffer cannot be reused, the next
+	// batch gets a new one.
+	b.hint = min(cap(b.data), batchBytes)
+	b.data, b.n = nil, 0
+	return m
+}
+
+// takeAll returns every pending batch as a message, and forgets the
+// subjects that had nothing for a whole interval. l.mu is held.
+func (l *Log) takeAll() []*nats.Msg {
+	var msgs []*nats.Msg
+	for subject, b := range l.pending {
+		switch {
+		case b.n > 0:
+			msgs = append(msgs, l.take(b))
+			b.idle = true
+		case b.idle:
+			delete(l.pending, subject)
+		default:
+			b.idle = true
+		}
+	}
+	return msgs
+}
+
+// publish publishes m (nothing when nil) without waiting for its
+// acknowledgement.
+func (l *Log) publish(m *nats.Msg) error {
+	if m == nil {
+		return nil
+	}
+	if _, err := l.js.PublishMsgAsync(m); err != nil {
+		return fmt.Errorf("deliverylog: %d success records lost: %w", bytes.Count(m.Data, newline)+1, err)
+	}
+	return nil
+}
+
+// flush publishes every pending batch and reports whether there was one.
+func (l *Log) flush() (bool, error) {
+	l.mu.Lock()
+	msgs := l.takeAll()
+	l.mu.Unlock()
+	var err error
+	for _, m := range msgs {
+		err = errors.Join(err, l.publish(m))
+	}
+	return len(msgs) > 0, err
+}
+
+// flusher publishes the pending batches every batchInterval while there
+// are any, and sleeps while there are none, until Close.
+func (l *Log) flusher() {
+	defer close(l.stopped)
+	tick := time.NewTicker(batchInterval)
+	defer tick.Stop()
+	for {
+		tick.Stop()
+		select {
+		case <-l.kick:
+		case <-l.stop:
+			return
+		}
+		tick.Reset(batchInterval)
+		for busy := true; busy; {
+			select {
+			case <-tick.C:
+			case <-l.stop:
+				return
+			}
+			var err error
+			busy, err = l.flush()
+			if err != nil {
+				l.mu.Lock()
+				if l.lost == nil { // the first says enough
+					l.lost = err
+				}
+				l.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Flush publishes the pending success records and waits, until ctx ends,
+// for JetStream to acknowledge every asynchronous publish made through the
+// Log's JetStream handle: the success records, PutAsync, MarkProgress and
+// those of whoever shares the handle.
+func (l *Log) Flush(ctx context.Context) error {
+	_, err := l.flush()
+	l.mu.Lock()
+	err = errors.Join(l.lost, err)
+	l.lost = nil
+	l.mu.Unlock()
+	select {
+	case <-l.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("deliverylog: waiting for acknowledgements: %w", ctx.Err()))
+	}
+	return err
+}
+
+// Close stops the background flusher, then flushes (see Flush). Call it
+// once nothing calls Succeeded any more and before the NATS connection
+// closes; a Succeeded after it publishes its record at once, alone. Calls
+// after the first do nothing and return nil.
+func (l *Log) Close(ctx context.Context) error {
+	var err error
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.stop)
+		<-l.stopped
+		err = l.Flush(ctx)
+	})
+	return err
 }
 
 func (l *Log) publishAsync(subject string, d *herald.Delivery) error {
@@ -319,14 +605,18 @@ func (l *Log) publishAsync(subject string, d *herald.Delivery) error {
 const (
 	DefaultLimit = 50
 	MaxLimit     = herald.MaxDeliveryPage
-	// maxScan bounds the records one List call reads, so a selective status
-	// filter over a large log answers in bounded time with a cursor.
+	// maxScan bounds the records one List call reads in each store (the
+	// messages too, as a message holds one record or more), so a
+	// selective status filter over a large log answers in bounded time
+	// with a cursor.
 	maxScan = 20_000
 )
 
 // List returns the records of cloud that match f, in about the order they
 // were last changed, oldest first: the records with retry state and the
-// first-attempt successes, merged by time.
+// first-attempt successes, merged by time. The successes come in the
+// order of the success log, where those of one subscription gathered in the
+// same few milliseconds (see Succeeded) follow one another.
 func (l *Log) List(ctx context.Context, cloud string, f herald.DeliveryFilter) (herald.DeliveryPage, error) {
 	if !herald.ValidCloud(cloud) {
 		return herald.DeliveryPage{}, herald.ErrNotFound
@@ -358,7 +648,7 @@ func (l *Log) List(ctx context.Context, cloud string, f herald.DeliveryFilter) (
 	if f.Status != "" {
 		keep = func(d *herald.Delivery) bool { return d.Status == f.Status }
 	}
-	kv, err := l.scan(ctx, kvStream, "$KV."+Bucket+"."+cloud+"."+sub+".*", after.kv, f.Limit, keep)
+	kv, err := l.scan(ctx, kvStream, "$KV."+Bucket+"."+cloud+"."+sub+".*", position{seq: after.kv}, f.Limit, keep)
 	if err != nil {
 		return herald.DeliveryPage{}, err
 	}
@@ -382,69 +672,119 @@ func (l *Log) List(ctx context.Context, cloud string, f herald.DeliveryFilter) (
 	if i == len(kv.recs) && kv.end && j == len(ok.recs) && ok.end {
 		return page, nil
 	}
-	page.Cursor = cursor{kv: kv.resume(i, after.kv), log: ok.resume(j, after.log)}.String()
+	page.Cursor = cursor{kv: kv.resume(i, position{seq: after.kv}).seq, log: ok.resume(j, after.log)}.String()
 	return page, nil
 }
 
 // cursor is where a listing goes on in each of the two stores: the last
-// stream sequence read of the bucket and of the success log.
-type cursor struct{ kv, log uint64 }
-
-func (c cursor) String() string {
-	return strconv.FormatUint(c.kv, 10) + "." + strconv.FormatUint(c.log, 10)
+// stream sequence read of the bucket, and the position in the success log.
+type cursor struct {
+	kv  uint64
+	log position
 }
 
-// parseCursor reads "<kv>.<log>", or a bare "<kv>" from before the success
-// log existed.
+// String is "<kv>.<log>", or "<kv>.<log>.<n>" when the first n records of
+// the success log's message <log> were returned and not the others.
+func (c cursor) String() string {
+	s := strconv.FormatUint(c.kv, 10) + "." + strconv.FormatUint(c.log.seq, 10)
+	if c.log.n > 0 {
+		s += "." + strconv.Itoa(c.log.n)
+	}
+	return s
+}
+
+// parseCursor reads what String writes, "<kv>.<log>" from before the
+// success log was batched, or a bare "<kv>" from before it existed.
 func parseCursor(s string) (cursor, bool) {
-	a, b, two := strings.Cut(s, ".")
-	kv, err := strconv.ParseUint(a, 10, 64)
-	if err != nil {
+	a, rest, _ := strings.Cut(s, ".")
+	b, n, three := strings.Cut(rest, ".")
+	var c cursor
+	var err error
+	if c.kv, err = strconv.ParseUint(a, 10, 64); err != nil {
 		return cursor{}, false
 	}
-	c := cursor{kv: kv}
-	if two {
-		if c.log, err = strconv.ParseUint(b, 10, 64); err != nil {
+	if rest == "" {
+		if strings.HasSuffix(s, ".") {
+			return cursor{}, false
+		}
+		return c, true
+	}
+	if c.log.seq, err = strconv.ParseUint(b, 10, 64); err != nil {
+		return cursor{}, false
+	}
+	if three {
+		if c.log.n, err = strconv.Atoi(n); err != nil || c.log.n <= 0 || c.log.seq == 0 {
 			return cursor{}, false
 		}
 	}
 	return c, true
 }
 
+// position is a place in a stream: after its first n records of the
+// message at seq, or after the whole of it when n is 0.
+type position struct {
+	seq uint64
+	n   int
+}
+
 // scanned is what scan read from one store.
 type scanned struct {
 	recs []herald.Delivery
-	seqs []uint64 // the stream sequence of each of recs
-	last uint64   // the last sequence read
-	end  bool     // nothing after last matches the subject
+	at   []position // the position just after each of recs
+	last position   // where the reading stopped
+	end  bool       // nothing after last matches the subject
 }
 
-// resume is the sequence to continue after when the first n of s.recs were
-// used: all of them means everything read, up to last.
-func (s scanned) resume(n int, after uint64) uint64 {
+// resume is the position to continue after when the first n of s.recs
+// were used: all of them means everything read, up to last.
+func (s scanned) resume(n int, after position) position {
 	switch {
 	case n == len(s.recs):
 		return s.last
 	case n > 0:
-		return s.seqs[n-1]
+		return s.at[n-1]
 	}
 	return after
 }
 
 // scan reads up to limit records kept by keep (nil: all) on subject of
-// stream, in sequence order from after+1, reading at most maxScan. The
-// bucket keeps one value per key, so each live record comes once.
-func (l *Log) scan(ctx context.Context, stream, subject string, after uint64, limit int, keep func(*herald.Delivery) bool) (scanned, error) {
+// stream, in sequence order and, within a message, line order, from after
+// on, reading at most maxScan records. The bucket keeps one value per key,
+// so each live record comes once.
+func (l *Log) scan(ctx context.Context, stream, subject string, after position, limit int, keep func(*herald.Delivery) bool) (scanned, error) {
 	out := scanned{last: after}
-	end, err := l.read(ctx, stream, subject, after, maxScan, func(seq uint64, data []byte) bool {
-		out.last = seq
-		if d, err := decode(data); err == nil && (keep == nil || keep(&d)) {
-			out.recs = append(out.recs, d)
-			out.seqs = append(out.seqs, seq)
+	from := after.seq
+	if after.n > 0 {
+		from-- // read that message again, past its first n records
+	}
+	read := 0
+	end, err := l.read(ctx, stream, subject, from, maxScan, func(seq uint64, data []byte) bool {
+		skip, n := 0, 0
+		if seq == after.seq {
+			skip = after.n
 		}
-		return len(out.recs) < limit
+		for i, rec := range records(data) {
+			n = i + 1
+			if i < skip {
+				continue
+			}
+			if len(out.recs) == limit || read == maxScan {
+				out.last = position{seq, i} // some of the message is left
+				return false
+			}
+			read++
+			if d, err := decode(rec); err == nil && (keep == nil || keep(&d)) {
+				out.recs = append(out.recs, d)
+				out.at = append(out.at, position{seq, i + 1})
+			}
+		}
+		if k := len(out.at) - 1; k >= 0 && out.at[k] == (position{seq, n}) {
+			out.at[k] = position{seq: seq} // the message's last record
+		}
+		out.last = position{seq: seq}
+		return len(out.recs) < limit && read < maxScan
 	})
-	out.end = end
+	out.end = end && out.last.n == 0
 	return out, err
 }
 
