@@ -17,6 +17,7 @@ import (
 	"github.com/herald-webhooks/herald"
 	"github.com/herald-webhooks/herald/app"
 	"github.com/herald-webhooks/herald/dispatcher"
+	"github.com/herald-webhooks/herald/internal/poll"
 )
 
 const adminToken = "test-admin-token"
@@ -55,21 +56,8 @@ func testLogger(t testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 }
 
-// checkFor calls fn every interval until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
+// checkFor waits for fn to return nil (poll.Until).
+var checkFor = poll.Until
 
 // call makes one API request and decodes the JSON answer into out (if not nil).
 func call(t testing.TB, a *app.App, method, path, token string, body any, out any) int {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/internal/poll"
 	"github.com/herald-webhooks/herald/natsserver/natstest"
 )
 
@@ -105,23 +106,7 @@ func TestSuccessesAndRetryState(t *testing.T) {
 	}
 
 	// Every page of 2, in time order, both stores merged.
-	var got []string
-	cursor := ""
-	for pages := 0; ; pages++ {
-		if pages > 10 {
-			t.Fatal("the listing does not end")
-		}
-		page, err := l.List(ctx, "acme", herald.DeliveryFilter{Limit: 2, Cursor: cursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range page.Deliveries {
-			got = append(got, d.ID)
-		}
-		if cursor = page.Cursor; cursor == "" {
-			break
-		}
-	}
+	got := listAll(t, l, herald.DeliveryFilter{Limit: 2}, nil)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("listing\n got %v\nwant %v", got, want)
 	}
@@ -430,30 +415,15 @@ func TestListPagesThroughBatches(t *testing.T) {
 
 	for _, limit := range []int{1, 2, 3, 4, 50} {
 		t.Run(fmt.Sprintf("limit %d lists each once, in order", limit), func(t *testing.T) {
-			var got []string
 			inside := 0
-			cursor := ""
-			for pages := 0; ; pages++ {
-				if pages > len(want) {
-					t.Fatal("the listing does not end")
-				}
-				page, err := l.List(ctx, "acme", herald.DeliveryFilter{Limit: limit, Cursor: cursor})
-				if err != nil {
-					t.Fatal(err)
-				}
+			got := listAll(t, l, herald.DeliveryFilter{Limit: limit}, func(page herald.DeliveryPage) {
 				if len(page.Deliveries) > limit || (len(page.Deliveries) < limit && page.Cursor != "") {
 					t.Fatalf("page of %d with cursor %q, limit %d", len(page.Deliveries), page.Cursor, limit)
-				}
-				for _, d := range page.Deliveries {
-					got = append(got, d.ID)
 				}
 				if strings.Count(page.Cursor, ".") == 2 {
 					inside++
 				}
-				if cursor = page.Cursor; cursor == "" {
-					break
-				}
-			}
+			})
 			if !slices.Equal(got, ids(want)) {
 				t.Errorf("listing\n got %v\nwant %v", got, ids(want))
 			}
@@ -464,20 +434,7 @@ func TestListPagesThroughBatches(t *testing.T) {
 	}
 
 	t.Run("a subscription's successes page inside its messages", func(t *testing.T) {
-		var got []string
-		cursor := ""
-		for {
-			page, err := l.List(ctx, "acme", herald.DeliveryFilter{SubscriptionID: "sub_A", Status: herald.StatusSucceeded, Limit: 3, Cursor: cursor})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, d := range page.Deliveries {
-				got = append(got, d.ID)
-			}
-			if cursor = page.Cursor; cursor == "" {
-				break
-			}
-		}
+		got := listAll(t, l, herald.DeliveryFilter{SubscriptionID: "sub_A", Status: herald.StatusSucceeded, Limit: 3}, nil)
 		var wantA []*herald.Delivery
 		for _, d := range want {
 			if d.SubscriptionID == "sub_A" && d.Status == herald.StatusSucceeded {
@@ -571,19 +528,30 @@ func BenchmarkSucceeded(b *testing.B) {
 	}
 }
 
-// checkFor calls fn every interval until it returns nil, failing the test
-// with its last error after timeout.
-func checkFor(t *testing.T, timeout, interval time.Duration, fn func() error) {
+// listAll pages through cloud acme's listing with f, following each page's
+// cursor, and returns the ids in order; check, when not nil, sees each page.
+func listAll(t *testing.T, l *Log, f herald.DeliveryFilter, check func(herald.DeliveryPage)) []string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
+	var got []string
+	for pages := 0; ; pages++ {
+		if pages > 1000 {
+			t.Fatal("the listing does not end")
 		}
-		if time.Now().After(deadline) {
+		page, err := l.List(context.Background(), "acme", f)
+		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(interval)
+		if check != nil {
+			check(page)
+		}
+		for _, d := range page.Deliveries {
+			got = append(got, d.ID)
+		}
+		if f.Cursor = page.Cursor; f.Cursor == "" {
+			return got
+		}
 	}
 }
+
+// checkFor waits for fn to return nil (poll.Until).
+var checkFor = poll.Until

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/herald-webhooks/herald"
+	"github.com/herald-webhooks/herald/internal/poll"
 	"github.com/herald-webhooks/herald/natsserver/natstest"
 	"github.com/herald-webhooks/herald/subscriptions"
 )
@@ -99,21 +100,8 @@ func (e *env) credential(t testing.TB, cloud string, spec herald.CredentialSpec)
 	return c.ID, gen
 }
 
-// checkFor calls fn every interval until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout, interval time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
+// checkFor waits for fn to return nil (poll.Until).
+var checkFor = poll.Until
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share.
 type syncBuffer struct {
