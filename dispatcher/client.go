@@ -25,6 +25,10 @@ import (
 // dialled so that DNS cannot point herald at an internal service.
 type client struct {
 	http *http.Client
+	// rt is http's transport. Attempts go straight to it: herald never
+	// follows a redirect (a 3xx is a failed attempt), and Client.Do copies
+	// every request's headers in case it has to.
+	rt http.RoundTripper
 }
 
 // newClient returns a client that keeps up to perHost idle connections to
@@ -46,7 +50,7 @@ func newClient(timeout time.Duration, perHost, idle int, allowPrivate bool) *cli
 		ExpectContinueTimeout: time.Second,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
-	return &client{http: &http.Client{
+	return &client{rt: tr, http: &http.Client{
 		Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // a 3xx is a failed attempt

@@ -255,14 +255,15 @@ func (d *sender) send(ctx context.Context, sub *herald.Subscription, msgID strin
 	}
 
 	start := time.Now()
-	resp, err := d.client.http.Do(req)
+	resp, err := d.client.rt.RoundTrip(req)
 	if err != nil {
 		elapsed := time.Since(start)
 		att.DurationMS = ms(elapsed)
 		d.observeAttempt("error", elapsed)
 		return &herald.DeliveryError{Retryable: true, Err: describeTransportError(err, d.timeout)}
 	}
-	var excerpt [herald.MaxResponseExcerpt]byte
+	excerpt := excerptPool.Get().(*[herald.MaxResponseExcerpt]byte)
+	defer excerptPool.Put(excerpt)
 	n, _ := io.ReadFull(resp.Body, excerpt[:])
 	// Drain a bounded amount more so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -271,7 +272,7 @@ func (d *sender) send(ctx context.Context, sub *herald.Subscription, msgID strin
 	att.DurationMS = ms(elapsed)
 	att.StatusCode = resp.StatusCode
 	att.Response = strings.ToValidUTF8(string(excerpt[:n]), "\uFFFD")
-	d.observeAttempt(strconv.Itoa(resp.StatusCode/100)+"xx", elapsed)
+	d.observeAttempt(statusClass(resp.StatusCode), elapsed)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
@@ -282,6 +283,18 @@ func (d *sender) send(ctx context.Context, sub *herald.Subscription, msgID strin
 		Err:        errors.New(http.StatusText(resp.StatusCode)),
 	}
 }
+
+// statusClass is the metric label of an answer's status: "2xx" and so on.
+func statusClass(code int) string {
+	if code >= 100 && code < 600 {
+		return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[code/100-1]
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+// excerptPool holds the buffers answers are read into: one per attempt
+// would be a kilobyte of garbage each.
+var excerptPool = sync.Pool{New: func() any { return new([herald.MaxResponseExcerpt]byte) }}
 
 // notificationHeaders are the names of the headers send sets, in the order
 // of its values.
