@@ -48,6 +48,10 @@ func newClient(timeout time.Duration, perHost, idle int, allowPrivate bool) *cli
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   min(timeout, 5*time.Second),
 		ExpectContinueTimeout: time.Second,
+		// Herald keeps the first kilobyte of an answer as it came; asking
+		// for gzip would cost a header map per attempt and a decompressor
+		// per compressed answer.
+		DisableCompression: true,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	return &client{rt: tr, http: &http.Client{

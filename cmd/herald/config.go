@@ -36,7 +36,7 @@ type env struct {
 	ParkAfter           time.Duration `envconfig:"PARK_AFTER" default:"60s"`
 	// MemoryTarget is the resident size herald keeps to while its live
 	// data allows (see tuneMemory); 0 leaves Go's defaults.
-	MemoryTarget memorySize `envconfig:"MEMORY_TARGET" default:"110MiB"`
+	MemoryTarget memorySize `envconfig:"MEMORY_TARGET" default:"120MiB"`
 	// PprofAddr, if set, serves Go's profiles (/debug/pprof/) there, apart
 	// from the API and without authentication: keep it on loopback.
 	PprofAddr string `envconfig:"PPROF_ADDR"`
