@@ -52,7 +52,7 @@ func newClient(timeout time.Duration, perHost, idle int, allowPrivate bool) *cli
 		// for gzip would cost a header map per attempt and a decompressor
 		// per compressed answer.
 		DisableCompression: true,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSClientConfig:    &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	return &client{rt: tr, http: &http.Client{
 		Transport: tr,
