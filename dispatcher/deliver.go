@@ -341,6 +341,21 @@ func retryAfter(resp *http.Response, now time.Time) time.Duration {
 	return 0
 }
 
+// holdUntil makes j's message come back at next, delay from now: parked as
+// a message schedule when shouldPark says so (and parking works), otherwise
+// NAKed with the delay.
+func (d *Dispatcher) holdUntil(ctx context.Context, j *job, next time.Time, delay time.Duration, log func(zerolog.Level) *zerolog.Event) {
+	if d.shouldPark(delay) {
+		err := d.park(ctx, j, next)
+		if err == nil {
+			_ = j.msg.Ack()
+			return
+		}
+		log(zerolog.WarnLevel).Err(err).Msg("could not park the retry; holding it on the consumer instead")
+	}
+	_ = j.msg.NakWithDelay(delay)
+}
+
 // settle is the one place a delivery message is acknowledged, redelivered,
 // parked or terminated, and its log record written.
 func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
@@ -390,13 +405,7 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 
 	case errors.As(err, &notDue):
 		d.metrics.deliveries.WithLabelValues("early").Inc()
-		if d.shouldPark(notDue.wait) {
-			if err := d.park(ctx, j, *j.rec.NextAttemptAt); err == nil {
-				_ = j.msg.Ack()
-				return
-			}
-		}
-		_ = j.msg.NakWithDelay(notDue.wait)
+		d.holdUntil(ctx, j, *j.rec.NextAttemptAt, notDue.wait, log)
 
 	case errors.Is(err, errStoreUnavailable):
 		log(zerolog.WarnLevel).Err(err).Msg("delivery postponed")
@@ -441,15 +450,7 @@ func (d *Dispatcher) settle(ctx context.Context, j *job, err error) {
 		}
 		d.metrics.deliveries.WithLabelValues("retry").Inc()
 		log(zerolog.DebugLevel).Int("attempt", len(j.rec.Attempts)).Dur("next_in", delay).Str("error", de.Error()).Msg("attempt failed; retry scheduled")
-		if d.shouldPark(delay) {
-			if err := d.park(ctx, j, next); err == nil {
-				_ = j.msg.Ack()
-				return
-			} else {
-				log(zerolog.WarnLevel).Err(err).Msg("could not park the retry; holding it on the consumer instead")
-			}
-		}
-		_ = j.msg.NakWithDelay(delay)
+		d.holdUntil(ctx, j, next, delay, log)
 
 	default: // a non-retryable *herald.DeliveryError, or anything unforeseen
 		d.metrics.deliveries.WithLabelValues("failed").Inc()

@@ -249,16 +249,9 @@ func (m *firstMsg) NakWithDelay(time.Duration) error {
 // waitFirsts waits for first attempts in flight at shutdown, cancelling
 // them after grace.
 func (d *Dispatcher) waitFirsts(grace time.Duration) {
-	done := make(chan struct{})
-	go func() { d.firsts.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
+	waitOrCancel(&d.firsts, grace, d.firstCancel, func() {
 		d.log.Warn().Msg("first attempts still running at shutdown; cancelling them (their events will be fanned out again)")
-		d.firstCancel()
-		<-done
-	}
-	d.firstCancel()
+	})
 }
 
 // reject terminates a message fan-out cannot accept and records why, so

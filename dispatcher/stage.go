@@ -109,14 +109,22 @@ func (s *stage) stop() {
 			s.cc.Stop()
 		}
 	}
+	waitOrCancel(&s.wg, s.grace, s.cancel, func() {
+		s.log.Warn().Msg("handlers still running at shutdown; cancelling them (their messages will be redelivered)")
+	})
+}
+
+// waitOrCancel waits for wg; once grace has passed it calls giveUp and
+// cancel, and waits on. cancel is called in any case before it returns.
+func waitOrCancel(wg *sync.WaitGroup, grace time.Duration, cancel context.CancelFunc, giveUp func()) {
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(s.grace):
-		s.log.Warn().Msg("handlers still running at shutdown; cancelling them (their messages will be redelivered)")
-		s.cancel()
+	case <-time.After(grace):
+		giveUp()
+		cancel()
 		<-done
 	}
-	s.cancel()
+	cancel()
 }
