@@ -191,22 +191,21 @@ func throughput(ctx context.Context, r *runner) ([]Result, error) {
 			return nil, err
 		}
 		r.progress("throughput: round %d: baseline %.0f/s, herald %.0f/s", round, b.PerSecond, h.PerSecond)
-		if b.PerSecond > base.PerSecond {
-			b.PeakRSS = max(b.PeakRSS, base.PeakRSS)
-			base = b
-		} else {
-			base.PeakRSS = max(b.PeakRSS, base.PeakRSS)
-		}
-		if h.PerSecond > res.PerSecond {
-			h.PeakRSS = max(h.PeakRSS, res.PeakRSS)
-			res = h
-		} else {
-			res.PeakRSS = max(h.PeakRSS, res.PeakRSS)
-		}
+		base, res = bestRound(base, b), bestRound(res, h)
 	}
 	r.baseline = &base
 	res.Ratio, res.Of = res.PerSecond/base.PerSecond, "of the baseline's deliveries/s"
 	return []Result{base, res}, nil
+}
+
+// bestRound is the faster of two rounds, with the larger peak RSS of both.
+func bestRound(a, b Result) Result {
+	rss := max(a.PeakRSS, b.PeakRSS)
+	if b.PerSecond > a.PerSecond {
+		a = b
+	}
+	a.PeakRSS = rss
+	return a
 }
 
 // throughputHerald is one herald round of throughput, in a herald of its
