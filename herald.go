@@ -153,6 +153,11 @@ func DecodePublishedEnvelope(subject string, body []byte) (Event, error) {
 	return decodeEnvelope(subject, body, false)
 }
 
+// badEnvelope is the error for a body that does not decode as an envelope.
+func badEnvelope(err error) error {
+	return Invalid("", "event envelope is not valid JSON of the form {id, occurred_at, data}: "+err.Error())
+}
+
 func decodeEnvelope(subject string, body []byte, strict bool) (Event, error) {
 	cloud, typ, err := ParseEventSubject(subject)
 	if err != nil {
@@ -166,13 +171,13 @@ func decodeEnvelope(subject string, body []byte, strict bool) (Event, error) {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&env); err != nil {
-			return Event{}, Invalid("", "event envelope is not valid JSON of the form {id, occurred_at, data}: "+err.Error())
+			return Event{}, badEnvelope(err)
 		}
 		if dec.More() {
 			return Event{}, Invalid("", "event envelope has trailing data")
 		}
 	} else if err := json.Unmarshal(body, &env); err != nil { // trailing data is an error here too
-		return Event{}, Invalid("", "event envelope is not valid JSON of the form {id, occurred_at, data}: "+err.Error())
+		return Event{}, badEnvelope(err)
 	}
 	if !ValidEventID(env.ID) {
 		return Event{}, Invalid("id", "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
